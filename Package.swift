@@ -1,0 +1,38 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-aio",
+    products: [
+        .library(name: "Aio", targets: ["Aio"]),
+    ],
+    targets: [
+        // GLib plus the Linux headers Swift's Glibc module leaves out (eventfd, epoll, timerfd, ppoll).
+        .systemLibrary(
+            name: "CGLibShim",
+            path: "CGLibShim",
+            pkgConfig: "glib-2.0",
+            providers: [.apt(["libglib2.0-dev"])]
+        ),
+        .target(
+            name: "Aio",
+            dependencies: ["CGLibShim"],
+            path: "Sources/Aio"
+        ),
+        .executableTarget(
+            name: "GLibDemo",
+            dependencies: ["Aio", "CGLibShim"],
+            path: "Examples/GLibDemo"
+        ),
+        // Counts this thread's heap allocations by interposing malloc in the test executable.
+        .target(
+            name: "CAllocCounter",
+            path: "Tests/CAllocCounter"
+        ),
+        .testTarget(
+            name: "AioTests",
+            dependencies: ["Aio", "CGLibShim", "CAllocCounter"],
+            path: "Tests/AioTests"
+        ),
+    ]
+)

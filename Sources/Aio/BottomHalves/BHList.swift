@@ -1,0 +1,113 @@
+import Synchronization
+
+/// The context's bottom halves in flight: a lock-free LIFO stack that any
+/// thread pushes onto, and a FIFO dispatch queue that only the thread owning
+/// the context touches.
+///
+/// Each loop pass moves the whole stack into the queue at once (reversed, so
+/// BHs run in the order they were first scheduled) and pops from the queue's
+/// front. BHs scheduled while a pass runs land on the fresh stack and run in
+/// the next pass; a nested pass (a callback that polls) drains what is left of
+/// the outer pass first. This is QEMU's "slices" design (2020, "util/async:
+/// make bh_aio_poll() O(1)") with the slices concatenated: the cost of a pass
+/// is O(pending BHs), however many BHs exist.
+final class BHList: @unchecked Sendable {
+    // @unchecked Sendable: `pending` is atomic; `queueHead`/`queueTail` are
+    // touched only by the thread that owns the context (the dispatcher).
+
+    /// Top of the pending stack. Each linked BH holds one retain (taken in
+    /// `push`, given back when the dispatcher pops it).
+    let pending = Atomic<Unmanaged<BottomHalf>?>(nil)
+
+    /// Owner-only: BHs taken from the stack and not yet dispatched.
+    var queueHead: Unmanaged<BottomHalf>?
+    var queueTail: Unmanaged<BottomHalf>?
+
+    /// Links `bh` onto the pending stack. Called once per 0→PENDING transition.
+    ///
+    /// Thread-safe and lock-free.
+    @inline(__always)
+    func push(_ bh: BottomHalf) {
+        // SAFETY: the retain is owned by the list until `popFront` takes it back.
+        let node = Unmanaged.passRetained(bh)
+        var head = pending.load(ordering: .relaxed)
+        while true {
+            bh.next = head
+            // [bh-push] releasing: `bh.next` and the caller's work are visible to
+            // the dispatcher's acquiring exchange in `takeAll`.
+            let (exchanged, current) = pending.weakCompareExchange(
+                expected: head, desired: node,
+                successOrdering: .releasing, failureOrdering: .relaxed)
+            if exchanged { return }
+            head = current
+        }
+    }
+
+    /// Moves every pending BH to the back of the dispatch queue, oldest first.
+    /// Owner-only.
+    func takeAll() {
+        // [bh-push] acquiring: pairs with the releasing CAS in `push`.
+        guard var node = pending.exchange(nil, ordering: .acquiring) else { return }
+        // Reverse the LIFO stack into FIFO order: O(pending).
+        var reversed: Unmanaged<BottomHalf>? = nil
+        let last = node
+        while true {
+            let bh = node.takeUnretainedValue()
+            let following = bh.next
+            bh.next = reversed
+            reversed = node
+            guard let nextNode = following else { break }
+            node = nextNode
+        }
+        if let tail = queueTail {
+            tail.takeUnretainedValue().next = reversed
+        } else {
+            queueHead = reversed
+        }
+        queueTail = last
+    }
+
+    /// Unlinks the front of the dispatch queue and returns it with the list's
+    /// retain. Owner-only.
+    @inline(__always)
+    func popFront() -> BottomHalf? {
+        guard let node = queueHead else { return nil }
+        let bh = node.takeRetainedValue()
+        queueHead = bh.next
+        if queueHead == nil { queueTail = nil }
+        bh.next = nil
+        return bh
+    }
+
+    /// Whether any BH in the stack or the queue is scheduled, not deleted, and
+    /// (if `ignoringIdle`) not idle. Also reports whether any idle one exists.
+    /// Owner-only (it walks the queue), O(pending).
+    func scanScheduled() -> (busy: Bool, idle: Bool) {
+        var idle = false
+        func visit(_ start: Unmanaged<BottomHalf>?) -> Bool {
+            var node = start
+            while let n = node {
+                let bh = n.takeUnretainedValue()
+                let f = bh.flags.load(ordering: .relaxed)
+                if f & BHFlags.scheduled != 0 && f & BHFlags.deleted == 0 {
+                    if f & BHFlags.idle == 0 { return true }
+                    idle = true
+                }
+                node = bh.next
+            }
+            return false
+        }
+        // Acquiring: the stack's nodes and their `next` links, pushed with
+        // releasing CASes [bh-push], are safe to walk. Nodes cannot leave the
+        // stack while we walk it: only the owner (us) takes them.
+        if visit(pending.load(ordering: .acquiring)) { return (true, idle) }
+        if visit(queueHead) { return (true, idle) }
+        return (false, idle)
+    }
+
+    /// Whether anything at all waits in the stack or the queue (including
+    /// deleted or cancelled BHs that only need freeing). Owner-only.
+    var hasEntries: Bool {
+        queueHead != nil || pending.load(ordering: .relaxed) != nil
+    }
+}

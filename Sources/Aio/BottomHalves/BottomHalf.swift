@@ -1,0 +1,132 @@
+import Synchronization
+
+/// A bottom half: a cheap callback bound to an ``AioContext`` that any thread
+/// can schedule and that runs once per scheduling on the context's thread.
+///
+/// - Scheduling a BH that is already pending only sets a flag: it is never
+///   linked twice and allocates nothing.
+/// - A BH scheduled from inside a BH callback runs in the next pass of the
+///   loop, not the current one.
+/// - ``delete()`` is deferred: the loop frees the BH without running it.
+/// - Every BH created with ``AioContext/makeBottomHalf(name:_:)`` must be
+///   deleted before its context goes away; a BH still alive at teardown stops
+///   the program with its name (QEMU aborts the same way).
+///
+/// The callback receives the BH itself, so it can re-schedule or delete it.
+/// QEMU: `QEMUBH` (`util/async.c`).
+public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
+    // @unchecked Sendable: `flags` is atomic; `next` is guarded by the BH list
+    // protocol (see BHList.swift); `callback` is touched only by the thread that
+    // owns the context while it dispatches, and by init.
+
+    /// The name given at creation; it appears in leak reports and traps.
+    public let name: String
+
+    // SAFETY: unowned(unsafe) is sound because the context cannot be torn down
+    // while this BH is alive and not deleted (teardown traps naming it), and a
+    // deleted BH never touches its context again (every entry point checks
+    // DELETED first).
+    unowned(unsafe) let context: AioContext
+
+    /// PENDING | SCHEDULED | DELETED | ONESHOT | IDLE; see `BHFlags`.
+    let flags: Atomic<UInt32>
+
+    /// Link in the context's pending stack or dispatch queue.
+    /// Written by the pushing thread before its releasing CAS [bh-push] and by
+    /// the dispatcher; read by the dispatcher after its acquiring exchange.
+    var next: Unmanaged<BottomHalf>?
+
+    /// Owner-only. Cleared when the BH is freed, releasing what it captured.
+    var callback: (@Sendable (BottomHalf) -> Void)?
+
+    /// Whether this BH is in the context's registry of named BHs (all BHs made
+    /// with `makeBottomHalf`; one-shots are not).
+    let isRegistered: Bool
+
+    init(context: AioContext, name: String, flags: UInt32, registered: Bool,
+         callback: @escaping @Sendable (BottomHalf) -> Void) {
+        self.context = context
+        self.name = name
+        self.flags = Atomic(flags)
+        self.isRegistered = registered
+        self.callback = callback
+    }
+
+    public var description: String { "BottomHalf('\(name)')" }
+
+    /// Schedules the BH to run once on its context's thread.
+    ///
+    /// Thread-safe: may be called from any thread. Re-scheduling a pending BH
+    /// is a single atomic OR. Traps if the BH was deleted.
+    /// QEMU: `qemu_bh_schedule()`.
+    @inline(__always)
+    public func schedule() {
+        enqueue(BHFlags.scheduled, operation: "schedule()")
+    }
+
+    /// Schedules the BH at idle priority: it caps the loop's sleep at 10 ms
+    /// instead of forcing it to 0, and running it is not progress.
+    ///
+    /// Thread-safe: may be called from any thread. QEMU: `qemu_bh_schedule_idle()`.
+    public func scheduleIdle() {
+        enqueue(BHFlags.scheduled | BHFlags.idle, operation: "scheduleIdle()")
+    }
+
+    /// Cancels a pending run. A BH already queued is popped later and skipped.
+    ///
+    /// Thread-safe, but it races with the loop unless the caller is serialised
+    /// with it (for example, it runs on the context's thread).
+    /// QEMU: `qemu_bh_cancel()`.
+    public func cancel() {
+        // Relaxed: cancel promises nothing to other threads; the dispatcher's
+        // acquiring AND either sees SCHEDULED cleared or runs the BH.
+        flags.bitwiseAnd(~BHFlags.scheduled, ordering: .relaxed)
+    }
+
+    /// Deletes the BH. The loop frees it on its next pass without running the
+    /// callback; deleting is not progress. Calling any method afterwards traps.
+    ///
+    /// Thread-safe: may be called from any thread, including from the BH's own
+    /// callback. QEMU: `qemu_bh_delete()`.
+    public func delete() {
+        enqueue(BHFlags.deleted, operation: "delete()")
+    }
+
+    /// Whether the BH is scheduled and has not run yet. Thread-safe, racy by nature.
+    public var isScheduled: Bool {
+        let f = flags.load(ordering: .relaxed)
+        return f & BHFlags.scheduled != 0 && f & BHFlags.deleted == 0
+    }
+
+    @inline(__always)
+    private func enqueue(_ newFlags: UInt32, operation: StaticString) {
+        // [bh-flags] acquiring-and-releasing: releasing publishes what the caller
+        // wrote before scheduling to the dispatcher's AND in `AioContext.bhPoll`
+        // when the BH is already linked; acquiring orders our write of `next`
+        // in `push` after the dispatcher's unlink, which it did before clearing
+        // PENDING. Model: Models/aio_notify.pml, variant BUG_BH_EARLY_CLEAR.
+        let old = flags.bitwiseOr(BHFlags.pending | newFlags,
+                                  ordering: .acquiringAndReleasing).oldValue
+        if old & BHFlags.deleted != 0 {
+            fatalError("BottomHalf '\(name)': \(operation) after delete(); a deleted bottom half must not be used again")
+        }
+        if old & BHFlags.pending == 0 {
+            context.bhList.push(self)
+        }
+        context.notify()
+    }
+}
+
+/// BH flag bits. QEMU: `BH_PENDING`, `BH_SCHEDULED`, ... in `util/async.c`.
+enum BHFlags {
+    /// Linked in the pending stack or the dispatch queue.
+    static let pending: UInt32 = 1 << 0
+    /// Run the callback when dequeued.
+    static let scheduled: UInt32 = 1 << 1
+    /// Free without running when dequeued.
+    static let deleted: UInt32 = 1 << 2
+    /// Free after running once.
+    static let oneshot: UInt32 = 1 << 3
+    /// Low priority: not progress, caps the sleep at 10 ms.
+    static let idle: UInt32 = 1 << 4
+}

@@ -1,0 +1,136 @@
+import Synchronization
+
+extension AioContext {
+    /// Wakes every thread that sleeps, or is about to sleep, on this context,
+    /// so it looks at the work published before this call.
+    ///
+    /// Costs a fence and two memory accesses when nobody sleeps; an eventfd
+    /// write per sleeper otherwise. Thread-safe: may be called from any thread.
+    /// QEMU: `aio_notify()`.
+    @inline(__always)
+    public func notify() {
+        // [notify-publish] releasing: the work published before notify (a BH
+        // link, a timer change) is visible to whoever later reads `notified`
+        // as set. Pairs with the fence in `accept`.
+        notified.store(true, ordering: .releasing)
+        // [dekker-notify] The flag and the work must be visible before we read
+        // `notifyMe`. Pairs with [dekker-wait] in `poll(blocking:)` and in the
+        // GSource prepare (GSource.swift): either the waiter sees `notified`
+        // (or the work) and does not sleep, or we see its advertisement and
+        // write its wake-up fd. Without it: a lost wake-up.
+        // Model: Models/aio_notify.pml, variant BUG_NOTIFY_ORDER.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let waiting = notifyMe.load(ordering: .relaxed)
+        if waiting != 0 {
+            wake(waiting)
+        }
+    }
+
+    /// Writes the wake-up fd of every advertised sleeper. Never skipped because
+    /// `notified` was already set: that flag may be a false positive
+    /// (Models/aio_notify.pml, BUG_SKIP_WRITE).
+    @inline(never)
+    func wake(_ waiting: UInt32) {
+        if waiting & 1 != 0 {
+            glibNotifier.set()
+            stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
+        }
+        if waiting >= 2 {
+            let writes = waiters.wakeAll()
+            stats.eventfdWrites.wrappingAdd(writes, ordering: .relaxed)
+        }
+    }
+
+    /// Forgets past notifications before the caller looks for work: the clear
+    /// comes first, so a notify that races with the scan either has its work
+    /// seen by the scan or sets the flag again for the next poll.
+    ///
+    /// Only clears the in-memory flag; wake-up fds are drained only by the
+    /// thread they belong to, so no poll can steal another thread's wake-up
+    /// (Models/aio_notify.pml, BUG_STEAL). QEMU: `aio_notify_accept()`.
+    @inline(__always)
+    func accept() {
+        // Relaxed store: the fence below orders it before every later read.
+        notified.store(false, ordering: .relaxed)
+        // [accept] Clear before looking: the store above is ordered before the
+        // scan of BHs, handlers and timers that follows. Pairs with
+        // [notify-publish]. Without it: the scan could miss work whose notify
+        // we just erased, a lost wake-up. Model: BUG_CLEAR_AFTER.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+    }
+}
+
+/// A native waiter's private wake-up fd.
+final class WaitSlot: Sendable {
+    let notifier: EventNotifier
+    init() throws(AioError) { notifier = try EventNotifier() }
+}
+
+/// The private wake-up fds of the native polls that are about to block or are
+/// blocked on a context.
+///
+/// Each native waiter sleeps on its own eventfd and is the only thread that
+/// drains it, while GLib sleeps on the context's GLib notifier. QEMU's single
+/// shared eventfd lets one sleeper drain the wake-up another needed (the
+/// GLib thread and an owner thread in a native poll at the same time, seed
+/// 000/003); private fds make that impossible by construction
+/// (Models/aio_notify.pml, BUG_SHARED_FD). The registry lock is only taken on
+/// the slow path, when a thread is about to sleep or be woken, next to a
+/// syscall; scheduling and notifying with nobody asleep never touch it.
+final class WaiterRegistry: @unchecked Sendable {
+    // @unchecked Sendable: `active` and `free` are protected by `lock`.
+    private let lock = PThreadMutex()
+    private var active: [WaitSlot] = []
+    private var free: [WaitSlot] = []
+
+    init() throws(AioError) {
+        // One slot up front covers the usual single waiter without a syscall
+        // in the poll path.
+        free.append(try WaitSlot())
+        active.reserveCapacity(4)
+        free.reserveCapacity(4)
+    }
+
+    /// Registers a slot for the calling waiter. Must precede its advertisement
+    /// in `notifyMe`, so a notify that sees the advertisement finds the slot
+    /// (the registry lock orders the two).
+    func register() -> WaitSlot {
+        lock.lock()
+        defer { lock.unlock() }
+        let slot: WaitSlot
+        if let reused = free.popLast() {
+            slot = reused
+        } else {
+            do {
+                slot = try WaitSlot()
+            } catch {
+                fatalError("AioContext: cannot create a wake-up eventfd for another concurrent native waiter: \(error)")
+            }
+        }
+        active.append(slot)
+        return slot
+    }
+
+    func unregister(_ slot: WaitSlot) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let index = active.firstIndex(where: { $0 === slot }) {
+            active.remove(at: index)
+        }
+        free.append(slot)
+    }
+
+    /// Writes every registered slot; returns how many writes it made.
+    func wakeAll() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        for slot in active { slot.notifier.set() }
+        return active.count
+    }
+
+    var debugDescription: String {
+        lock.withLock {
+            "\(active.count) (readable: \(active.filter { $0.notifier.isSet }.count))"
+        }
+    }
+}

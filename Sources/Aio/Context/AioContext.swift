@@ -1,0 +1,294 @@
+import CGLibShim
+import Glibc
+import Synchronization
+
+/// An event loop that runs bottom halves (and, as it grows, fd handlers and
+/// timers) on one thread at a time, and that is also a GLib event source.
+///
+/// Drive it natively with ``poll(blocking:)``, or attach it to a
+/// `GMainContext` with ``attach(to:priority:)`` and let GLib iterate it; both
+/// may happen at once from different threads, which is what the wake-up
+/// protocol (``notify()``) is built for.
+///
+/// ## Threads
+/// - The **home thread** is the thread that created the context (or called
+///   ``setHomeThread()``). It may block in `poll(blocking: true)`.
+/// - **Ownership** (``acquire()``/``release()``) is a recursive lock held
+///   while the loop prepares, checks, dispatches and polls, and released
+///   around the actual wait. A thread that holds it may also block in poll.
+///   GLib's callbacks take it for their duration.
+/// - Any thread may schedule BHs, call ``notify()``, and run
+///   `poll(blocking: false)` (which takes ownership for its duration).
+///
+/// ## Lifetime
+/// The context lives while you hold it and, when attached, while GLib holds
+/// its source: ``detach()`` lets go of GLib's reference. At teardown every BH
+/// made with ``makeBottomHalf(name:_:)`` must have been deleted and no one-shot
+/// may still be pending; otherwise the program stops naming them.
+///
+/// QEMU: `AioContext` (`util/async.c`, `util/aio-posix.c`).
+public final class AioContext: @unchecked Sendable, CustomStringConvertible {
+    // @unchecked Sendable: every stored property is immutable after init, atomic,
+    // protected by a named lock, or owner-only (touched only while holding
+    // `ownership`); each says which below.
+
+    /// The name given at creation; it appears in traps, leak reports and the
+    /// GSource name.
+    public let name: String
+
+    /// Who may sleep, and so who must be woken.
+    ///
+    /// - Bit 0: the attached GSource is between prepare and check, i.e. GLib may
+    ///   be asleep in its poll. Set in prepare, cleared in check (a bit, not a
+    ///   counter, because GLib may prepare without checking).
+    /// - Bits 1...31: twice the number of native `poll(blocking: true)` calls
+    ///   that are about to block or are blocked (each adds 2).
+    ///
+    /// Unlike QEMU, two threads may write it at once (the GLib thread's bit 0
+    /// and a native waiter's +2; or two native waiters), so every update is an
+    /// atomic read-modify-write. Each raise is followed by an explicit
+    /// sequentially consistent fence before the waiter reads any work, rather
+    /// than relying on the RMW's ordering for the neighbouring relaxed loads
+    /// (QEMU's 2020 and 2023 ARM lessons): [dekker-wait], paired with
+    /// [dekker-notify] in ``notify()``. Lowering uses release ordering: the wait
+    /// is over before we stop advertising.
+    ///
+    /// Checked by Models/aio_notify.pml; variants BUG_BOOL_FLAG (one flag for
+    /// two waiters), BUG_WAIT_ORDER (reading `notified` before advertising).
+    let notifyMe = Atomic<UInt32>(0)
+
+    /// "``notify()`` has been called since the last accept." Set by every
+    /// notify, cleared by every poll and GSource check before it looks for work.
+    /// False positives are fine (it may be set while no wake-up fd is
+    /// readable); a waiter that sees it set just does not sleep. It never
+    /// lets a notify skip a wake-up write (BUG_SKIP_WRITE in the model).
+    let notified = Atomic<Bool>(false)
+
+    /// The wake-up fd GLib polls when the context is attached; drained only by
+    /// the GSource's check. Immutable after init.
+    let glibNotifier: EventNotifier
+
+    /// Private wake-up fds of native waiters. Thread-safe (own lock).
+    let waiters: WaiterRegistry
+
+    /// Pending BHs. Thread-safe push; the queue side is owner-only.
+    let bhList = BHList()
+
+    /// The recursive ownership lock.
+    let ownership = OwnershipLock()
+
+    /// The home thread's id. Relaxed: it changes only through `setHomeThread`,
+    /// which must happen before the thread starts polling.
+    let homeThread: Atomic<UInt>
+
+    /// Named BHs that are alive (made and not yet freed), for leak reports.
+    /// Protected by its lock; touched at creation and when a deleted BH is freed.
+    let liveBottomHalves = Locked<[ObjectIdentifier: BottomHalf]>([:])
+
+    /// The GSource while attached. Protected by its lock.
+    let attachment = Locked<UnsafeMutablePointer<GSource>?>(nil)
+
+    /// Counters for ``statistics``. Written with relaxed atomics.
+    let stats = Counters()
+
+    /// Creates a context whose home thread is the calling thread.
+    ///
+    /// Throws if the kernel refuses its eventfds. QEMU: `aio_context_new()`.
+    public init(name: String = "aio") throws(AioError) {
+        self.name = name
+        self.glibNotifier = try EventNotifier()
+        self.waiters = try WaiterRegistry()
+        self.homeThread = Atomic(currentThreadID())
+    }
+
+    deinit {
+        tearDown()
+    }
+
+    public var description: String { "AioContext('\(name)')" }
+
+    /// Makes the calling thread the context's home thread: the thread that may
+    /// block in ``poll(blocking:)`` without holding ownership.
+    ///
+    /// Call it once, on the thread that will run the loop, before it polls.
+    /// QEMU: `qemu_set_current_aio_context()`.
+    public func setHomeThread() {
+        homeThread.store(currentThreadID(), ordering: .relaxed)
+    }
+
+    /// Whether the calling thread is the context's home thread. Thread-safe.
+    public var isHomeThread: Bool {
+        homeThread.load(ordering: .relaxed) == currentThreadID()
+    }
+
+    // MARK: Ownership
+
+    /// Takes ownership of the context (recursive). While held, this thread may
+    /// block in ``poll(blocking:)``; other threads' dispatches wait.
+    ///
+    /// Thread-safe: may be called from any thread; blocks while another thread
+    /// owns the context outside a wait. QEMU: `aio_context_acquire()`.
+    public func acquire() {
+        ownership.acquire()
+    }
+
+    /// Gives back one level of ownership taken with ``acquire()``.
+    ///
+    /// Must be called on the thread that acquired; traps otherwise.
+    /// QEMU: `aio_context_release()`.
+    public func release() {
+        if !ownership.release() {
+            fatalError("AioContext '\(name)': release() on a thread that does not own the context (ownership rule: release on the thread that called acquire())")
+        }
+    }
+
+    /// Runs `body` while owning the context.
+    public func withOwnership<R>(_ body: () throws -> R) rethrows -> R {
+        acquire()
+        defer { release() }
+        return try body()
+    }
+
+    /// Whether the calling thread owns the context. Thread-safe.
+    public var isOwnedByCurrentThread: Bool { ownership.isHeldByCurrentThread }
+
+    // MARK: Bottom halves
+
+    /// Creates a bottom half bound to this context. It is not scheduled.
+    ///
+    /// Delete it with ``BottomHalf/delete()`` before the context goes away.
+    /// Thread-safe: may be called from any thread. QEMU: `aio_bh_new_full()`.
+    public func makeBottomHalf(
+        name: String, _ callback: @escaping @Sendable (BottomHalf) -> Void
+    ) -> BottomHalf {
+        let bh = BottomHalf(context: self, name: name, flags: 0, registered: true,
+                            callback: callback)
+        liveBottomHalves.withLock { $0[ObjectIdentifier(bh)] = bh }
+        return bh
+    }
+
+    /// Runs `callback` once on the context's thread, as a BH that frees itself.
+    /// The recommended way to run code on another thread's context.
+    ///
+    /// Thread-safe: may be called from any thread. One allocation per call.
+    /// QEMU: `aio_bh_schedule_oneshot_full()`.
+    public func scheduleOneshot(name: String = "oneshot",
+                                _ callback: @escaping @Sendable () -> Void) {
+        let bh = BottomHalf(
+            context: self, name: name,
+            flags: BHFlags.pending | BHFlags.scheduled | BHFlags.oneshot,
+            registered: false, callback: { _ in callback() })
+        bhList.push(bh)
+        notify()
+    }
+
+    // MARK: Statistics
+
+    /// A snapshot of the context's counters.
+    public struct Statistics: Sendable, Equatable {
+        /// BH callbacks run (named and one-shot).
+        public var bottomHalvesRun: Int
+        /// Eventfd writes made by ``notify()`` to wake a sleeping thread.
+        public var eventfdWrites: Int
+        /// Native polls that actually went to sleep.
+        public var blockingWaits: Int
+        /// Calls to ``poll(blocking:)`` plus GSource dispatches.
+        public var iterations: Int
+    }
+
+    /// The context's counters. Thread-safe; each counter is read on its own.
+    public var statistics: Statistics {
+        Statistics(bottomHalvesRun: stats.bhRuns.load(ordering: .relaxed),
+                   eventfdWrites: stats.eventfdWrites.load(ordering: .relaxed),
+                   blockingWaits: stats.blockingWaits.load(ordering: .relaxed),
+                   iterations: stats.iterations.load(ordering: .relaxed))
+    }
+
+    /// A one-line dump of the wake-up state, for watchdogs and bug reports:
+    /// `notifyMe`, `notified`, which wake-up fds are readable, pending BHs.
+    /// Thread-safe, racy by nature.
+    public var debugState: String {
+        let pendingNames = pendingBottomHalfNames()
+        return "AioContext '\(name)': notifyMe=\(notifyMe.load(ordering: .relaxed)) "
+            + "notified=\(notified.load(ordering: .relaxed)) "
+            + "glibNotifierReadable=\(glibNotifier.isSet) "
+            + "nativeWaiters=\(waiters.debugDescription) "
+            + "pendingBHs=[\(pendingNames.joined(separator: ", "))]"
+    }
+
+    /// Names of the pending BHs, walked under ownership if it can be had
+    /// without waiting (a watchdog must not hang on a stuck loop).
+    private func pendingBottomHalfNames() -> [String] {
+        guard ownership.tryAcquire() else { return ["<context busy: not walked>"] }
+        defer { _ = ownership.release() }
+        var names: [String] = []
+        func walk(_ start: Unmanaged<BottomHalf>?) {
+            var node = start
+            while let n = node, names.count < 64 {
+                let bh = n.takeUnretainedValue()
+                let f = bh.flags.load(ordering: .relaxed)
+                names.append(bh.name + (f & BHFlags.scheduled != 0 ? "" : f & BHFlags.deleted != 0 ? "(deleted)" : "(cancelled)"))
+                node = bh.next
+            }
+        }
+        // Acquiring pairs with [bh-push]; nodes leave the stack only through the
+        // owner, which is us now.
+        walk(bhList.pending.load(ordering: .acquiring))
+        walk(bhList.queueHead)
+        return names
+    }
+
+    // MARK: Teardown
+
+    private func tearDown() {
+        var leaks: [String] = []
+        bhList.takeAll()
+        while let bh = bhList.popFront() {
+            let flags = bh.flags.load(ordering: .acquiring)
+            if flags & BHFlags.deleted != 0 {
+                free(bh)
+            } else if !bh.isRegistered {
+                leaks.append("one-shot '\(bh.name)' (scheduled, never ran)")
+                bh.callback = nil
+            }
+        }
+        let alive = liveBottomHalves.withLock { live -> [String] in
+            let names = live.values.map(\.name).sorted()
+            for bh in live.values { bh.callback = nil }
+            live.removeAll()
+            return names
+        }
+        for name in alive {
+            leaks.append("'\(name)' (made with makeBottomHalf, never deleted)")
+        }
+        if !leaks.isEmpty {
+            fatalError("AioContext '\(name)' torn down with live bottom halves: \(leaks.joined(separator: ", ")). Delete every bottom half, and let every one-shot run, before the context goes away.")
+        }
+    }
+
+    /// Releases what a BH holds once it can never run again. Owner-only.
+    func free(_ bh: BottomHalf) {
+        bh.callback = nil
+        if bh.isRegistered {
+            _ = liveBottomHalves.withLock { $0.removeValue(forKey: ObjectIdentifier(bh)) }
+        }
+    }
+}
+
+/// The context's counters. Single-writer counters use relaxed load+store
+/// (no locked instruction on the hot path); multi-writer ones use RMWs.
+final class Counters: Sendable {
+    /// Written by the owner only (load+store under ownership).
+    let bhRuns = Atomic<Int>(0)
+    /// Written by any notifier (RMW, slow path only).
+    let eventfdWrites = Atomic<Int>(0)
+    /// Written by native waiters (RMW, only around a real sleep).
+    let blockingWaits = Atomic<Int>(0)
+    /// Written by the owner only.
+    let iterations = Atomic<Int>(0)
+
+    @inline(__always)
+    static func bump(_ counter: borrowing Atomic<Int>) {
+        counter.store(counter.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    }
+}

@@ -1,0 +1,183 @@
+import CGLibShim
+import Synchronization
+
+/// The GSourceFuncs table shared by every AioContext source. GLib keeps the
+/// pointer for each source's whole life, so it is allocated once and never
+/// freed.
+// SAFETY: written once here, then only read by GLib.
+nonisolated(unsafe) private let aioSourceFuncs: UnsafeMutablePointer<GSourceFuncs> = {
+    let table = UnsafeMutablePointer<GSourceFuncs>.allocate(capacity: 1)
+    table.initialize(to: GSourceFuncs(
+        prepare: aioSourcePrepare,
+        check: aioSourceCheck,
+        dispatch: aioSourceDispatch,
+        finalize: aioSourceFinalize,
+        closure_callback: nil,
+        closure_marshal: nil))
+    return table
+}()
+
+@inline(__always)
+private func shim(_ source: UnsafeMutablePointer<GSource>?) -> UnsafeMutablePointer<AioShimSource> {
+    // SAFETY: every source using aioSourceFuncs was allocated by `attach` with
+    // the size of AioShimSource, whose first member is the GSource.
+    UnsafeMutableRawPointer(source!).assumingMemoryBound(to: AioShimSource.self)
+}
+
+@inline(__always)
+private func owner(_ source: UnsafeMutablePointer<GSource>?) -> AioContext {
+    // SAFETY: the source holds a +1 on its context from `attach` until
+    // `aioSourceFinalize`, and GLib calls no other callback after finalize.
+    Unmanaged<AioContext>.fromOpaque(shim(source).pointee.owner!).takeUnretainedValue()
+}
+
+private func aioSourcePrepare(_ source: UnsafeMutablePointer<GSource>?,
+                              _ timeout: UnsafeMutablePointer<gint>?) -> gboolean {
+    let ctx = owner(source)
+    let ms = ctx.gsourcePrepare()
+    timeout?.pointee = ms
+    return ms == 0 ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
+}
+
+private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolean {
+    let ctx = owner(source)
+    let revents = g_source_query_unix_fd(source, shim(source).pointee.notifier_tag)
+    return ctx.gsourceCheck(notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0)
+        ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
+}
+
+private func aioSourceDispatch(_ source: UnsafeMutablePointer<GSource>?,
+                               _ callback: GSourceFunc?,
+                               _ userData: gpointer?) -> gboolean {
+    owner(source).gsourceDispatch()
+    return AIO_SHIM_TRUE  // G_SOURCE_CONTINUE: the context stays attached.
+}
+
+private func aioSourceFinalize(_ source: UnsafeMutablePointer<GSource>?) {
+    let shimSource = shim(source)
+    guard let raw = shimSource.pointee.owner else { return }
+    shimSource.pointee.owner = nil
+    // SAFETY: balances the passRetained in `attach`. This may be the last
+    // reference, in which case the context is torn down here, on the thread
+    // that dropped GLib's last reference.
+    let ctx = Unmanaged<AioContext>.fromOpaque(raw).takeRetainedValue()
+    ctx.gsourceFinalized()
+}
+
+extension AioContext {
+    /// Attaches the context to a GLib main context, so that iterating it
+    /// (`g_main_context_iteration`, a `GMainLoop`) runs the context's work.
+    ///
+    /// GLib polls the context's wake-up fd; the source is recursive, so
+    /// callbacks may iterate the main context or poll the AioContext again.
+    ///
+    /// Ownership: the GMainContext holds the source and the source holds the
+    /// AioContext, so an attached context stays alive until ``detach()``
+    /// (or until GLib drops the source). A context is attached to at most one
+    /// main context at a time; attaching twice traps.
+    ///
+    /// Thread-safe. `mainContext` nil means the default main context.
+    /// GLib: `g_source_new()` + `g_source_attach()`; QEMU: `aio_get_g_source()`.
+    @discardableResult
+    public func attach(to mainContext: OpaquePointer?,
+                       priority: Int32 = G_PRIORITY_DEFAULT) -> UInt32 {
+        attachment.withLock { current -> UInt32 in
+            if current != nil {
+                fatalError("AioContext '\(name)': attach(to:) while already attached; call detach() first (a context is one GSource)")
+            }
+            let source = g_source_new(aioSourceFuncs, guint(MemoryLayout<AioShimSource>.size))!
+            let shimSource = shim(source)
+            // SAFETY: released in aioSourceFinalize.
+            shimSource.pointee.owner = Unmanaged.passRetained(self).toOpaque()
+            g_source_set_name(source, name)
+            g_source_set_can_recurse(source, AIO_SHIM_TRUE)
+            g_source_set_priority(source, priority)
+            shimSource.pointee.notifier_tag = g_source_add_unix_fd(source, glibNotifier.fd, G_IO_IN)
+            current = source
+            return g_source_attach(source, mainContext)
+        }
+    }
+
+    /// Removes the context from its main context. GLib stops calling it; the
+    /// source, and the reference it holds on this context, go away once GLib
+    /// is done with it. Does nothing if not attached.
+    ///
+    /// Thread-safe, including from inside a BH the source is dispatching.
+    /// GLib: `g_source_destroy()` + `g_source_unref()`.
+    public func detach() {
+        let source = attachment.withLock { current -> UnsafeMutablePointer<GSource>? in
+            defer { current = nil }
+            return current
+        }
+        guard let source else { return }
+        g_source_destroy(source)
+        g_source_unref(source)
+    }
+
+    /// Whether the context is attached to a main context. Thread-safe.
+    public var isAttached: Bool { attachment.withLock { $0 != nil } }
+
+    /// The attached GSource, for GLib calls this library does not wrap
+    /// (e.g. `g_source_get_id`). Borrowed: valid until ``detach()``.
+    public var gSource: UnsafeMutablePointer<GSource>? { attachment.withLock { $0 } }
+
+    /// GSource prepare: advertise that GLib may sleep, then say how long.
+    /// Returns the timeout in ms (0: ready now, -1: no limit).
+    /// QEMU: `aio_ctx_prepare()`.
+    func gsourcePrepare() -> Int32 {
+        ownership.acquire()
+        defer { _ = ownership.release() }
+        notifyMe.bitwiseOr(1, ordering: .relaxed)
+        // [dekker-wait] (GLib edge) Bit 0 must be visible before we look at the
+        // work; pairs with [dekker-notify] in `notify()`. Without it GLib can
+        // sleep with a BH pending. Model: BUG_WAIT_ORDER.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let ms = GLibTimeout.milliseconds(fromNs: computeTimeoutNs())
+        if ms == 0 {
+            // Ready now: GLib will poll with a zero timeout and, seeing us
+            // ready, skip our check. Stop advertising at once, or every notify
+            // made by the dispatch that follows would write the eventfd for a
+            // GLib that is not asleep (and make the next iteration dispatch).
+            notifyMe.bitwiseAnd(~1, ordering: .releasing)
+        }
+        return ms
+    }
+
+    /// GSource check: stop advertising, take our wake-up, report readiness.
+    /// QEMU: `aio_ctx_check()`.
+    func gsourceCheck(notifierReadable: Bool) -> Bool {
+        ownership.acquire()
+        defer { _ = ownership.release() }
+        // [wait-end] releasing: GLib's poll is over before we stop advertising.
+        notifyMe.bitwiseAnd(~1, ordering: .releasing)
+        if notifierReadable {
+            // Drain before looking (BUG_CLEAR_AFTER); only GLib's check drains
+            // the GLib notifier (BUG_STEAL). Not progress.
+            glibNotifier.testAndClear()
+        }
+        accept()
+        // Anything on the lists, even a deleted BH that only needs freeing,
+        // earns a dispatch.
+        return bhList.hasEntries
+    }
+
+    /// GSource dispatch: run the work. QEMU: `aio_ctx_dispatch()`.
+    func gsourceDispatch() {
+        ownership.acquire()
+        defer { _ = ownership.release() }
+        Counters.bump(stats.iterations)
+        _ = dispatch()
+    }
+
+    /// Called from finalize: if no newer source has been attached, clear a bit
+    /// 0 that a prepare without check may have left set (it would only cost
+    /// useless eventfd writes). The attachment lock orders this against a new
+    /// `attach`, whose prepare can only run after the source is recorded.
+    func gsourceFinalized() {
+        attachment.withLock { current in
+            if current == nil {
+                notifyMe.bitwiseAnd(~1, ordering: .relaxed)
+            }
+        }
+    }
+}

@@ -1,0 +1,37 @@
+import Glibc
+
+/// A system call failed because of the environment (out of descriptors, out of
+/// memory, a limit), not because of a bug in the caller.
+///
+/// It carries the failing call's name and `errno`, so a log line says both:
+/// `eventfd: Too many open files (errno 24)`.
+public struct SystemCallError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// The C function that failed, e.g. `"eventfd"`.
+    public let call: String
+    /// The `errno` value it left.
+    public let errno: Int32
+
+    public init(call: String, errno: Int32) {
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(call): \(String(cString: strerror(errno))) (errno \(errno))"
+    }
+}
+
+/// Errors thrown by the library's public API.
+public enum AioError: Error, Equatable, CustomStringConvertible, Sendable {
+    /// A system call failed; see ``SystemCallError``.
+    case system(SystemCallError)
+    /// A descriptor handed to the library is negative or not open.
+    case badDescriptor(fd: Int32, reason: String)
+
+    public var description: String {
+        switch self {
+        case .system(let error): return error.description
+        case .badDescriptor(let fd, let reason): return "bad file descriptor \(fd): \(reason)"
+        }
+    }
+}

@@ -1,0 +1,270 @@
+import Aio
+import Testing
+
+/// State of one test BH, touched only by the thread that runs the loop.
+/// Mirrors test-aio.c's `BHTestData`.
+final class BHData: @unchecked Sendable {
+    var n = 0
+    var max: Int
+    var bh: BottomHalf?
+    init(max: Int = 0) { self.max = max }
+}
+
+/// test-aio.c `bh_test_cb`: count, and re-schedule while below max.
+func bhTestCallback(_ data: BHData) -> @Sendable (BottomHalf) -> Void {
+    { bh in
+        data.n += 1
+        if data.n < data.max { bh.schedule() }
+    }
+}
+
+/// test-aio.c `bh_delete_cb`: count; at max, delete the BH and clear the pointer.
+func bhDeleteCallback(_ data: BHData) -> @Sendable (BottomHalf) -> Void {
+    { bh in
+        data.n += 1
+        if data.n < data.max {
+            bh.schedule()
+        } else {
+            bh.delete()
+            data.bh = nil
+        }
+    }
+}
+
+@Suite("Bottom halves (ported from test-aio.c)")
+struct BottomHalfTests {
+    /// Ports test-aio.c /aio/bh/schedule and /aio-gsource/bh/schedule.
+    @Test("a scheduled BH runs once on the next iteration", arguments: Driver.allCases)
+    func schedule(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = BHData()
+        let bh = h.ctx.makeBottomHalf(name: "schedule", bhTestCallback(data))
+        bh.schedule()
+        #expect(data.n == 0)
+        #expect(h.iterate(blocking: true))
+        #expect(data.n == 1)
+        #expect(!h.iterate(blocking: false))
+        #expect(data.n == 1)
+        bh.delete()
+        h.drain()
+        h.finish()
+    }
+
+    /// Ports /aio/bh/schedule10 and /aio-gsource/bh/schedule10.
+    @Test("a BH re-scheduled from its own callback runs in the next pass", arguments: Driver.allCases)
+    func schedule10(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = BHData(max: 10)
+        let bh = h.ctx.makeBottomHalf(name: "schedule10", bhTestCallback(data))
+        bh.schedule()
+        #expect(data.n == 0)
+        #expect(h.iterate(blocking: false))
+        #expect(data.n == 1)
+        #expect(h.iterate(blocking: true))
+        #expect(data.n == 2)
+        while data.n < 10 { h.iterate(blocking: true) }
+        #expect(data.n == 10)
+        #expect(!h.iterate(blocking: false))
+        #expect(data.n == 10)
+        bh.delete()
+        h.drain()
+        h.finish()
+    }
+
+    /// Ports /aio/bh/cancel and /aio-gsource/bh/cancel.
+    @Test("a cancelled BH does not run and is not progress", arguments: Driver.allCases)
+    func cancel(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = BHData()
+        let bh = h.ctx.makeBottomHalf(name: "cancel", bhTestCallback(data))
+        bh.schedule()
+        #expect(data.n == 0)
+        bh.cancel()
+        #expect(!bh.isScheduled)
+        switch driver {
+        case .native: #expect(!h.iterate(blocking: false))
+        case .gsource: h.drain()
+        }
+        #expect(data.n == 0)
+        bh.delete()
+        h.drain()
+        h.finish()
+    }
+
+    /// Ports /aio/bh/delete and /aio-gsource/bh/delete.
+    @Test("a deleted BH is freed without running and is not progress", arguments: Driver.allCases)
+    func delete(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = BHData()
+        let bh = h.ctx.makeBottomHalf(name: "delete", bhTestCallback(data))
+        bh.schedule()
+        #expect(data.n == 0)
+        bh.delete()
+        switch driver {
+        case .native: #expect(!h.iterate(blocking: false))
+        case .gsource: h.drain()
+        }
+        #expect(data.n == 0)
+        h.finish()
+    }
+
+    /// Ports /aio/bh/callback-delete/one and /aio-gsource/bh/callback-delete/one
+    /// (the GSource variant as asserted 2020-2025: the delete costs exactly one
+    /// more dispatch, then iterations are idle).
+    @Test("a BH that deletes itself from its callback", arguments: Driver.allCases)
+    func callbackDeleteOne(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = BHData(max: 1)
+        data.bh = h.ctx.makeBottomHalf(name: "callback-delete-one", bhDeleteCallback(data))
+        data.bh!.schedule()
+        switch driver {
+        case .native:
+            while data.n == 0 { h.iterate(blocking: true) }
+            #expect(data.n == 1)
+            #expect(data.bh == nil)
+            #expect(!h.iterate(blocking: false))
+        case .gsource:
+            h.iterate(blocking: true)
+            #expect(data.n == 1)
+            #expect(data.bh == nil)
+            #expect(h.iterate(blocking: false))
+            #expect(!h.iterate(blocking: false))
+        }
+        h.finish()
+    }
+
+    /// Ports /aio/bh/callback-delete/many and its GSource mirror.
+    @Test("all pending BHs run in one pass; self-deleting BHs go away", arguments: Driver.allCases)
+    func callbackDeleteMany(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = [BHData(max: 1), BHData(max: 3), BHData(max: 2), BHData(max: 4)]
+        for (i, d) in data.enumerated() {
+            d.bh = h.ctx.makeBottomHalf(name: "callback-delete-many-\(i)", bhDeleteCallback(d))
+        }
+        for d in data { d.bh!.schedule() }
+        #expect(data.allSatisfy { $0.n == 0 })
+        #expect(h.iterate(blocking: false))
+        #expect(data.allSatisfy { $0.n == 1 })
+        #expect(data[0].bh == nil)
+        #expect(data[1].bh != nil && data[2].bh != nil && data[3].bh != nil)
+        switch driver {
+        case .native:
+            while data.contains(where: { $0.bh != nil }) { h.iterate(blocking: true) }
+        case .gsource:
+            h.drain()
+        }
+        for d in data {
+            #expect(d.n == d.max)
+            #expect(d.bh == nil)
+        }
+        h.drain()
+        h.finish()
+    }
+
+    /// Ports /aio/bh/flush and /aio-gsource/bh/flush.
+    @Test("one blocking iteration flushes a scheduled BH", arguments: Driver.allCases)
+    func flush(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = BHData()
+        let bh = h.ctx.makeBottomHalf(name: "flush", bhTestCallback(data))
+        bh.schedule()
+        #expect(h.iterate(blocking: true))
+        #expect(data.n == 1)
+        #expect(!h.iterate(blocking: false))
+        #expect(data.n == 1)
+        bh.delete()
+        h.drain()
+        h.finish()
+    }
+
+    @Test("re-scheduling a pending BH runs it once", arguments: Driver.allCases)
+    func rescheduleCoalesces(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = BHData()
+        let bh = h.ctx.makeBottomHalf(name: "coalesce", bhTestCallback(data))
+        for _ in 0..<100 { bh.schedule() }
+        #expect(h.iterate(blocking: false))
+        #expect(data.n == 1)
+        #expect(!h.iterate(blocking: false))
+        bh.delete()
+        h.drain()
+        h.finish()
+    }
+
+    @Test("an idle BH runs but is not progress", arguments: Driver.allCases)
+    func idleIsNotProgress(driver: Driver) throws {
+        let h = try Harness(driver)
+        let data = BHData()
+        let bh = h.ctx.makeBottomHalf(name: "idle", bhTestCallback(data))
+        bh.scheduleIdle()
+        switch driver {
+        case .native:
+            #expect(!h.iterate(blocking: false))
+            #expect(data.n == 1)
+            // An idle BH caps a blocking sleep at 10 ms instead of forcing 0.
+            bh.scheduleIdle()
+            let start = nowSeconds()
+            #expect(!h.iterate(blocking: true))
+            #expect(data.n == 2)
+            #expect(nowSeconds() - start < 5, "an idle BH must bound the sleep")
+        case .gsource:
+            // GLib reports the dispatch; the BH ran once.
+            h.drain()
+            #expect(data.n == 1)
+        }
+        bh.delete()
+        h.drain()
+        h.finish()
+    }
+
+    @Test("a nested poll finishes the outer pass's remaining BHs", arguments: Driver.allCases)
+    func nestedPollDrainsOuterPass(driver: Driver) throws {
+        let h = try Harness(driver)
+        let order = BHData()
+        let second = BHData()
+        let nestedProgress = BHData()
+        let b = h.ctx.makeBottomHalf(name: "second") { _ in
+            second.n += 1
+        }
+        let a = h.ctx.makeBottomHalf(name: "first-nests") { [h] _ in
+            order.n += 1
+            // The nested iteration must run `b`, left in the outer pass.
+            if h.iterate(blocking: false) { nestedProgress.n += 1 }
+        }
+        a.schedule()
+        b.schedule()
+        #expect(h.iterate(blocking: false))
+        #expect(order.n == 1)
+        #expect(second.n == 1, "the nested poll runs the outer pass's remaining BH, exactly once")
+        #expect(nestedProgress.n == 1)
+        a.delete()
+        b.delete()
+        h.drain()
+        h.finish()
+    }
+
+    @Test("a one-shot runs once and frees itself", arguments: Driver.allCases)
+    func oneshot(driver: Driver) throws {
+        let h = try Harness(driver)
+        let ran = Counter()
+        h.ctx.scheduleOneshot(name: "once") { ran.increment() }
+        #expect(h.iterate(blocking: true))
+        #expect(ran.count == 1)
+        #expect(!h.iterate(blocking: false))
+        #expect(ran.count == 1)
+        h.finish()
+    }
+
+    @Test("delete from another thread before the BH runs: it never runs")
+    func deleteBeforeRunFromOtherThread() throws {
+        let h = try Harness(.native)
+        let data = BHData()
+        let bh = h.ctx.makeBottomHalf(name: "deleted-remotely", bhTestCallback(data))
+        bh.schedule()
+        let t = try NativeThread(name: "deleter") { bh.delete() }
+        t.join()
+        #expect(!h.iterate(blocking: false))
+        #expect(data.n == 0)
+        h.finish()
+    }
+}
