@@ -293,9 +293,9 @@ inline schedule(bh, m, i, was, h)
 }
 
 /* run_bhs(): R1-R3, by the thread that holds ownership */
-inline run_bhs(me, list, bh, ran)
+inline run_bhs(who, list, bh, ran)
 {
-    assert(owner == me);
+    assert(owner == who);
     atomic { list = head; head = 0 };                                    /* R1 */
     do
     :: list != 0 ->

@@ -79,29 +79,31 @@ final class BHList: @unchecked Sendable {
         return bh
     }
 
-    /// Whether any BH in the stack or the queue is scheduled, not deleted, and
-    /// (if `ignoringIdle`) not idle. Also reports whether any idle one exists.
-    /// Owner-only (it walks the queue), O(pending).
+    /// Whether any BH in the stack or the queue is scheduled and not deleted:
+    /// `busy` if one of them is not idle, `idle` if only idle ones are.
+    /// Owner-only (it walks the queue), O(pending), allocates nothing.
     func scanScheduled() -> (busy: Bool, idle: Bool) {
-        var idle = false
-        func visit(_ start: Unmanaged<BottomHalf>?) -> Bool {
-            var node = start
-            while let n = node {
-                let bh = n.takeUnretainedValue()
-                let f = bh.flags.load(ordering: .relaxed)
-                if f & BHFlags.scheduled != 0 && f & BHFlags.deleted == 0 {
-                    if f & BHFlags.idle == 0 { return true }
-                    idle = true
-                }
-                node = bh.next
-            }
-            return false
-        }
         // Acquiring: the stack's nodes and their `next` links, pushed with
         // releasing CASes [bh-push], are safe to walk. Nodes cannot leave the
         // stack while we walk it: only the owner (us) takes them.
-        if visit(pending.load(ordering: .acquiring)) { return (true, idle) }
-        if visit(queueHead) { return (true, idle) }
+        let stack = Self.scan(from: pending.load(ordering: .acquiring))
+        if stack.busy { return stack }
+        let queue = Self.scan(from: queueHead)
+        return (queue.busy, stack.idle || queue.idle)
+    }
+
+    private static func scan(from start: Unmanaged<BottomHalf>?) -> (busy: Bool, idle: Bool) {
+        var idle = false
+        var node = start
+        while let current = node {
+            let bh = current.takeUnretainedValue()
+            let f = bh.flags.load(ordering: .relaxed)
+            if f & BHFlags.scheduled != 0 && f & BHFlags.deleted == 0 {
+                if f & BHFlags.idle == 0 { return (true, idle) }
+                idle = true
+            }
+            node = bh.next
+        }
         return (false, idle)
     }
 

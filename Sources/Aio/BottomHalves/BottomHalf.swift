@@ -37,14 +37,22 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     var next: Unmanaged<BottomHalf>?
 
     /// Owner-only. Cleared when the BH is freed, releasing what it captured.
-    var callback: (@Sendable (BottomHalf) -> Void)?
+    var callback: Callback?
+
+    /// What a BH runs: named BHs get themselves (to re-schedule or delete),
+    /// one-shots a plain closure, stored as is so a one-shot costs one
+    /// allocation (the BH) besides what the caller's closure captures.
+    enum Callback {
+        case withHandle(@Sendable (BottomHalf) -> Void)
+        case plain(@Sendable () -> Void)
+    }
 
     /// Whether this BH is in the context's registry of named BHs (all BHs made
     /// with `makeBottomHalf`; one-shots are not).
     let isRegistered: Bool
 
     init(context: AioContext, name: String, flags: UInt32, registered: Bool,
-         callback: @escaping @Sendable (BottomHalf) -> Void) {
+         callback: Callback) {
         self.context = context
         self.name = name
         self.flags = Atomic(flags)
@@ -53,6 +61,16 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     }
 
     public var description: String { "BottomHalf('\(name)')" }
+
+    /// Runs the callback. Owner-only.
+    @inline(__always)
+    func run() {
+        switch callback {
+        case .withHandle(let body): body(self)
+        case .plain(let body): body()
+        case nil: break
+        }
+    }
 
     /// Schedules the BH to run once on its context's thread.
     ///

@@ -115,7 +115,7 @@ extension AioContext {
             if old & BHFlags.scheduled != 0 && old & BHFlags.deleted == 0 {
                 if old & BHFlags.idle == 0 { progress = true }
                 Counters.bump(stats.bhRuns)
-                bh.callback?(bh)
+                bh.run()
             }
             if old & (BHFlags.deleted | BHFlags.oneshot) != 0 {
                 free(bh)

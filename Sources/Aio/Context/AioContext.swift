@@ -162,7 +162,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         name: String, _ callback: @escaping @Sendable (BottomHalf) -> Void
     ) -> BottomHalf {
         let bh = BottomHalf(context: self, name: name, flags: 0, registered: true,
-                            callback: callback)
+                            callback: .withHandle(callback))
         liveBottomHalves.withLock { $0[ObjectIdentifier(bh)] = bh }
         return bh
     }
@@ -177,7 +177,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         let bh = BottomHalf(
             context: self, name: name,
             flags: BHFlags.pending | BHFlags.scheduled | BHFlags.oneshot,
-            registered: false, callback: { _ in callback() })
+            registered: false, callback: .plain(callback))
         bhList.push(bh)
         notify()
     }

@@ -136,6 +136,9 @@ final class Watchdog: Sendable {
         firedBox = fired
     }
 
+    /// Whether the watchdog has fired (the test will fail).
+    var hasFired: Bool { firedBox.isSet }
+
     /// Stops the watchdog; returns true if it had fired (the test should fail).
     func disarm() -> Bool {
         armed.signal()

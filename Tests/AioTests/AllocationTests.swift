@@ -1,0 +1,60 @@
+import Aio
+import CAllocCounter
+import Testing
+
+/// Counts this thread's heap allocations through the malloc interposer in
+/// CAllocCounter (unavailable under sanitizers, which own malloc).
+@Suite("Allocations on the hot path")
+struct AllocationTests {
+    static var counting: Bool { aio_test_thread_allocations() != UInt.max }
+
+    @Test("re-scheduling an existing BH allocates nothing", .enabled(if: counting))
+    func rescheduleAllocatesNothing() throws {
+        let ctx = try AioContext(name: "alloc")
+        let runs = Counter()
+        let bh = ctx.makeBottomHalf(name: "hot") { _ in runs.increment() }
+        // Warm up: the first pass may size internal buffers.
+        for _ in 0..<10 { bh.schedule(); ctx.poll(blocking: false) }
+        let before = aio_test_thread_allocations()
+        for _ in 0..<1_000 { bh.schedule() }
+        let afterSchedules = aio_test_thread_allocations()
+        for _ in 0..<1_000 {
+            bh.schedule()
+            ctx.poll(blocking: false)
+        }
+        let afterCycles = aio_test_thread_allocations()
+        #expect(afterSchedules - before == 0, "schedule() of a pending BH allocated")
+        #expect(afterCycles - afterSchedules == 0, "schedule() + poll(blocking: false) allocated")
+        #expect(runs.count == 1_010)
+        bh.delete()
+        ctx.poll(blocking: false)
+    }
+
+    @Test("a blocking poll that sleeps and is woken allocates nothing", .enabled(if: counting))
+    func blockingCycleAllocatesNothing() throws {
+        let ctx = try AioContext(name: "alloc-blocking")
+        let bh = ctx.makeBottomHalf(name: "hot") { _ in }
+        bh.schedule(); ctx.poll(blocking: true)
+        let before = aio_test_thread_allocations()
+        for _ in 0..<100 {
+            bh.schedule()
+            ctx.poll(blocking: true)
+        }
+        #expect(aio_test_thread_allocations() - before == 0)
+        bh.delete()
+        ctx.poll(blocking: false)
+    }
+
+    @Test("a one-shot costs a bounded number of allocations", .enabled(if: counting))
+    func oneshotAllocations() throws {
+        let ctx = try AioContext(name: "alloc-oneshot")
+        ctx.scheduleOneshot {}
+        ctx.poll(blocking: false)
+        let before = aio_test_thread_allocations()
+        for _ in 0..<100 { ctx.scheduleOneshot {} }
+        let perOneshot = Double(aio_test_thread_allocations() - before) / 100
+        ctx.poll(blocking: false)
+        print("allocations per one-shot: \(perOneshot)")
+        #expect(perOneshot == 1, "a one-shot whose closure captures nothing costs one allocation: the BH")
+    }
+}

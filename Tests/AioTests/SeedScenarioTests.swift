@@ -1,0 +1,159 @@
+import Aio
+import CGLibShim
+import Glibc
+import Synchronization
+import Testing
+
+/// The historical lost wake-ups of QEMU's notify protocol, re-enacted with
+/// real threads. Each round waits at most 5 s: a lost wake-up fails the test
+/// with the context's wake-up state instead of hanging it.
+@Suite("Seed scenarios: QEMU's historical lost wake-ups")
+struct SeedScenarioTests {
+    /// Heavier runs are selected with AIO_STRESS=1.
+    static let rounds = ProcessInfoLite.stress ? 1_000_000 : 100_000
+
+    /// Seed 000/003 (QEMU 2015, "fix broken placement of
+    /// event_notifier_test_and_clear" and "fix broken ctx->dispatching
+    /// optimization"): thread G iterates the GMainContext with blocking
+    /// iterations while thread V owns the context and runs blocking native
+    /// polls on it; both sleep at once. A third thread schedules a BH, waits
+    /// until some thread has run it, and starts the next round, so new work
+    /// keeps arriving while the previous round is still being dispatched.
+    @Test("GLib thread and owner thread both sleeping: every round is dispatched")
+    func glibAndOwnerThreadBothSleep() throws {
+        let ctx = try AioContext(name: "seed-000")
+        let mc = MainContextRef(raw: g_main_context_new())
+        ctx.attach(to: mc.raw)
+        let stop = Atomic<Bool>(false)
+        let ranInRound = TestEvent()
+        let runsByG = Counter(), runsByV = Counter()
+        let gThread = Atomic<UInt>(0)
+        let bh = ctx.makeBottomHalf(name: "round") { _ in
+            if pthread_self() == pthread_t(gThread.load(ordering: .relaxed)) {
+                runsByG.increment()
+            } else {
+                runsByV.increment()
+            }
+            ranInRound.signal()
+        }
+        let g = try NativeThread(name: "G-glib") {
+            gThread.store(UInt(pthread_self()), ordering: .relaxed)
+            while !stop.load(ordering: .relaxed) {
+                g_main_context_iteration(mc.raw, 1)
+            }
+        }
+        let v = try NativeThread(name: "V-owner") {
+            ctx.acquire()
+            while !stop.load(ordering: .relaxed) {
+                ctx.poll(blocking: true)
+            }
+            ctx.release()
+        }
+        var failure: String? = nil
+        for round in 0..<Self.rounds {
+            bh.schedule()
+            if !ranInRound.wait(seconds: 5) {
+                failure = "round \(round) not dispatched within 5 s: \(ctx.debugState)"
+                break
+            }
+        }
+        stop.store(true, ordering: .relaxed)
+        ctx.notify()
+        g_main_context_wakeup(mc.raw)
+        let joined = TestEvent()
+        let joiner = try NativeThread(name: "seed-000-join") {
+            g.join(); v.join(); joined.signal()
+        }
+        let joinedInTime = joined.wait(seconds: 10)
+        if !joinedInTime {
+            print("seed 000: G or V did not stop: \(ctx.debugState)")
+            fflush(nil)
+            _exit(1)
+        }
+        joiner.join()
+        #expect(failure == nil, "\(failure ?? "")")
+        print("seed 000/003: \(Self.rounds) rounds, run by G \(runsByG.count), by V \(runsByV.count); \(ctx.statistics)")
+        bh.delete()
+        ctx.detach()
+        while g_main_context_iteration(mc.raw, 0) != 0 {}
+        g_main_context_unref(mc.raw)
+    }
+
+    /// Seed 004 (QEMU 2018, "Do aio_notify_accept only during blocking
+    /// aio_poll"): the home thread sleeps in a native blocking poll waiting
+    /// for a condition that another thread sets and then notifies, while a
+    /// third, non-home thread loops notify() plus non-blocking polls. The
+    /// non-blocking poller must never consume the wake-up meant for the
+    /// sleeper: the sleeper must wake for every round.
+    @Test("non-blocking polls on another thread never steal the sleeper's wake-up")
+    func nonBlockingPollerDoesNotSteal() throws {
+        let rounds = ProcessInfoLite.stress ? 200_000 : 20_000
+        let ctxBox = try ContextBox(AioContext(name: "seed-004"))
+        let stop = Atomic<Bool>(false)
+        let request = Atomic<Int>(0)
+        let acked = TestEvent()
+        let stolenWork = Counter()
+        // The home thread: waits natively for each new request. Only it acts
+        // on a request ("work only the sleeping thread can do").
+        let home = try NativeThread(name: "H-home") {
+            let ctx = ctxBox.ctx
+            ctx.setHomeThread()
+            var seen = 0
+            while !stop.load(ordering: .relaxed) {
+                let now = request.load(ordering: .acquiring)
+                if now != seen {
+                    seen = now
+                    acked.signal()
+                    continue
+                }
+                ctx.poll(blocking: true)
+            }
+        }
+        // The thief: notifies and polls without blocking, as fast as it can.
+        let thief = try NativeThread(name: "N-nonblocking") {
+            let ctx = ctxBox.ctx
+            while !stop.load(ordering: .relaxed) {
+                ctx.notify()
+                if ctx.poll(blocking: false) { stolenWork.increment() }
+            }
+        }
+        var failure: String? = nil
+        for round in 1...rounds {
+            request.store(round, ordering: .releasing)
+            ctxBox.ctx.notify()
+            if !acked.wait(seconds: 5) {
+                failure = "round \(round): the home thread did not wake within 5 s: \(ctxBox.ctx.debugState)"
+                break
+            }
+        }
+        stop.store(true, ordering: .relaxed)
+        ctxBox.ctx.notify()
+        let joined = TestEvent()
+        let joiner = try NativeThread(name: "seed-004-join") {
+            thief.join(); home.join(); joined.signal()
+        }
+        if !joined.wait(seconds: 10) {
+            print("seed 004: threads did not stop: \(ctxBox.ctx.debugState)")
+            fflush(nil)
+            _exit(1)
+        }
+        joiner.join()
+        #expect(failure == nil, "\(failure ?? "")")
+        #expect(stolenWork.count == 0, "no BH was scheduled, so no poll makes progress")
+    }
+}
+
+/// Hands a context to threads that set their own home thread.
+final class ContextBox: Sendable {
+    let ctx: AioContext
+    init(_ ctx: AioContext) { self.ctx = ctx }
+}
+
+/// Environment switches for the test suite.
+enum ProcessInfoLite {
+    /// AIO_STRESS=1 selects the long runs.
+    static let stress: Bool = {
+        guard let value = getenv("AIO_STRESS") else { return false }
+        return String(cString: value) == "1"
+    }()
+}
