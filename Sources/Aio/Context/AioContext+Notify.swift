@@ -60,14 +60,18 @@ extension AioContext {
     }
 }
 
-/// A native waiter's private wake-up fd.
-final class WaitSlot: Sendable {
+/// A poll's private resources: the wake-up eventfd it sleeps on (when it
+/// advertises in `notifyMe`) and the buffers its fd wait fills.
+final class WaitSlot: @unchecked Sendable {
+    // @unchecked Sendable: a slot is used by one poll at a time (taken from
+    // and returned to the registry under its lock).
     let notifier: EventNotifier
+    let buffers = PollBuffers()
     init() throws(AioError) { notifier = try EventNotifier() }
 }
 
 /// The private wake-up fds of the native polls that are about to block or are
-/// blocked on a context.
+/// blocked on a context, and a pool of slots for polls in flight.
 ///
 /// Each native waiter sleeps on its own eventfd and is the only thread that
 /// drains it, while GLib sleeps on the context's GLib notifier. QEMU's single
@@ -75,26 +79,28 @@ final class WaitSlot: Sendable {
 /// GLib thread and an owner thread in a native poll at the same time, seed
 /// 000/003); private fds make that impossible by construction
 /// (Models/aio_notify.pml, BUG_SHARED_FD). The registry lock is only taken on
-/// the slow path, when a thread is about to sleep or be woken, next to a
-/// syscall; scheduling and notifying with nobody asleep never touch it.
+/// the slow path (a poll that sleeps or watches fds, and a notify that must
+/// wake a sleeper, next to a syscall); scheduling and notifying with nobody
+/// asleep never touch it.
 final class WaiterRegistry: @unchecked Sendable {
-    // @unchecked Sendable: `active` and `free` are protected by `lock`.
+    // @unchecked Sendable: `advertised` and `free` are protected by `lock`.
     private let lock = PThreadMutex()
-    private var active: [WaitSlot] = []
+    private var advertised: [WaitSlot] = []
     private var free: [WaitSlot] = []
 
     init() throws(AioError) {
-        // One slot up front covers the usual single waiter without a syscall
+        // One slot up front covers the usual single poller without a syscall
         // in the poll path.
         free.append(try WaitSlot())
-        active.reserveCapacity(4)
+        advertised.reserveCapacity(4)
         free.reserveCapacity(4)
     }
 
-    /// Registers a slot for the calling waiter. Must precede its advertisement
-    /// in `notifyMe`, so a notify that sees the advertisement finds the slot
-    /// (the registry lock orders the two).
-    func register() -> WaitSlot {
+    /// Takes a slot for a poll in flight. With `advertise`, the slot is also
+    /// registered as a sleeper's: this must precede the caller's raise of
+    /// `notifyMe`, so a notify that sees the raise finds the slot (the lock
+    /// orders the two).
+    func takeSlot(advertise: Bool) -> WaitSlot {
         lock.lock()
         defer { lock.unlock() }
         let slot: WaitSlot
@@ -104,33 +110,40 @@ final class WaiterRegistry: @unchecked Sendable {
             do {
                 slot = try WaitSlot()
             } catch {
-                fatalError("AioContext: cannot create a wake-up eventfd for another concurrent native waiter: \(error)")
+                fatalError("AioContext: cannot create a wake-up eventfd for another concurrent poll: \(error)")
             }
         }
-        active.append(slot)
+        if advertise { advertised.append(slot) }
         return slot
     }
 
-    func unregister(_ slot: WaitSlot) {
+    /// Stops waking `slot`. After this no notify writes it.
+    func withdraw(_ slot: WaitSlot) {
         lock.lock()
         defer { lock.unlock() }
-        if let index = active.firstIndex(where: { $0 === slot }) {
-            active.remove(at: index)
+        if let index = advertised.firstIndex(where: { $0 === slot }) {
+            advertised.remove(at: index)
         }
+    }
+
+    /// Gives a slot back to the pool, after its poll has dispatched.
+    func returnSlot(_ slot: WaitSlot) {
+        lock.lock()
+        defer { lock.unlock() }
         free.append(slot)
     }
 
-    /// Writes every registered slot; returns how many writes it made.
+    /// Writes every advertised slot; returns how many writes it made.
     func wakeAll() -> Int {
         lock.lock()
         defer { lock.unlock() }
-        for slot in active { slot.notifier.set() }
-        return active.count
+        for slot in advertised { slot.notifier.set() }
+        return advertised.count
     }
 
     var debugDescription: String {
         lock.withLock {
-            "\(active.count) (readable: \(active.filter { $0.notifier.isSet }.count))"
+            "\(advertised.count) (readable: \(advertised.filter { $0.notifier.isSet }.count))"
         }
     }
 }

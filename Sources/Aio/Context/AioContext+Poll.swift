@@ -27,9 +27,12 @@ extension AioContext {
         defer { _ = ownership.release() }
         Counters.bump(stats.iterations)
 
+        let watchesFDs = handlers.registeredCount.load(ordering: .relaxed) > 0
         var timeoutNs: Int64 = blocking ? computeTimeoutNs() : 0
+        var slot: WaitSlot? = nil
         if timeoutNs != 0 {
-            let slot = waiters.register()
+            let waiter = waiters.takeSlot(advertise: true)
+            slot = waiter
             notifyMe.wrappingAdd(2, ordering: .relaxed)
             // [dekker-wait] Our advertisement must be visible before we read
             // `notified` and, through the timeout computed above, the work.
@@ -47,21 +50,35 @@ extension AioContext {
             if timeoutNs != 0 {
                 Counters.bumpShared(stats.blockingWaits)
                 let depth = ownership.releaseAll()
-                woken = wait(on: slot, timeoutNs: timeoutNs)
+                woken = handlers.wait(buffers: waiter.buffers, wakeFD: waiter.notifier.fd,
+                                      timeoutNs: timeoutNs)
                 ownership.reacquire(depth: depth)
+            } else if watchesFDs {
+                _ = handlers.wait(buffers: waiter.buffers, wakeFD: nil, timeoutNs: 0)
             }
-            waiters.unregister(slot)
+            waiters.withdraw(waiter)
             // [wait-end] releasing: the wait is over before we stop advertising.
             notifyMe.wrappingSubtract(2, ordering: .releasing)
             if woken {
                 // Drain our own wake-up before looking for work (seed 000: a
                 // drain after the scan can eat a wake-up for work the scan did
                 // not see). Model: BUG_CLEAR_AFTER. Draining is not progress.
-                slot.notifier.testAndClear()
+                waiter.notifier.testAndClear()
             }
+        } else if watchesFDs {
+            let poller = waiters.takeSlot(advertise: false)
+            slot = poller
+            _ = handlers.wait(buffers: poller.buffers, wakeFD: nil, timeoutNs: 0)
         }
         accept()
-        return dispatch()
+        var progress = bhPoll()
+        if let slot {
+            progress = dispatchHandlers(slot.buffers.ready) || progress
+            slot.buffers.ready.clear()
+            waiters.returnSlot(slot)
+        }
+        progress = runTimers() || progress
+        return progress
     }
 
     /// Traps unless the calling thread may block in poll (ownership rule).
@@ -70,32 +87,36 @@ extension AioContext {
         fatalError("AioContext '\(name)': poll(blocking: true) on a thread that is neither the context's home thread nor its owner. Ownership rule: only the home thread, or a thread that called acquire(), may block in poll; other threads may use poll(blocking: false).")
     }
 
-    /// Sleeps on the waiter's private eventfd for at most `timeoutNs`
-    /// (negative: forever). Returns whether the eventfd became readable.
-    private func wait(on slot: WaitSlot, timeoutNs: Int64) -> Bool {
-        var entry = pollfd(fd: slot.notifier.fd, events: Int16(POLLIN), revents: 0)
-        do {
-            let ready = try PollSyscall.ppoll(&entry, count: 1, timeoutNs: timeoutNs)
-            return ready > 0 && entry.revents & Int16(POLLIN) != 0
-        } catch {
-            fatalError("AioContext '\(name)': \(error) while waiting")
-        }
-    }
-
     /// How long the loop may sleep, in ns (negative: forever): 0 when a
     /// non-idle BH is pending; at most 10 ms when only idle BHs are pending.
     /// Owner-only. QEMU: `aio_compute_timeout()`.
     func computeTimeoutNs() -> Int64 {
         let bhs = bhList.scanScheduled()
         if bhs.busy { return 0 }
-        if bhs.idle { return 10_000_000 }
-        return -1
+        var timeout: Int64 = bhs.idle ? 10_000_000 : -1
+        // Index loops: `for x in array` allocates in unoptimised builds, and
+        // this is the hot path the allocation tests watch.
+        for i in timerLists.indices {
+            let t = timerLists[i].timeoutNs()
+            if t >= 0 && (timeout < 0 || t < timeout) { timeout = t }
+        }
+        return timeout
     }
 
-    /// Runs every pending BH once. Returns progress. Owner-only.
-    /// QEMU: `aio_dispatch()`, currently BHs only.
-    func dispatch() -> Bool {
-        bhPoll()
+    /// Whether a timer is due now. Owner-only.
+    func timerDue() -> Bool {
+        for i in timerLists.indices where timerLists[i].timeoutNs() == 0 { return true }
+        return false
+    }
+
+    /// Runs every expired timer once. Returns progress. Owner-only.
+    /// QEMU: `timerlistgroup_run_timers()`.
+    func runTimers() -> Bool {
+        var progress = false
+        for i in timerLists.indices where timerLists[i].runExpired() {
+            progress = true
+        }
+        return progress
     }
 
     /// Moves the pending stack into the dispatch queue and runs the queue,

@@ -91,6 +91,19 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// Counters for ``statistics``. Written with relaxed atomics.
     let stats = Counters()
 
+    /// fd handlers and the fd monitor. Thread-safe (own lock).
+    let handlers = HandlerTable()
+
+    /// One timer list per clock, indexed by `AioClock.rawValue`. Thread-safe.
+    let timerLists: [TimerList] = AioClock.allCases.map { TimerList(clock: $0) }
+
+    /// The context's virtual clock. Thread-safe.
+    public let virtualClock: VirtualClock
+
+    /// Where warnings go (a descriptor closed behind the loop's back, a
+    /// handler making the loop spin, an epoll fallback). Protected by its lock.
+    private let warningSink = Locked<@Sendable (String) -> Void>(AioContext.printWarning)
+
     /// Creates a context whose home thread is the calling thread.
     ///
     /// Throws if the kernel refuses its eventfds. QEMU: `aio_context_new()`.
@@ -99,6 +112,12 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         self.glibNotifier = try EventNotifier()
         self.waiters = try WaiterRegistry()
         self.homeThread = Atomic(currentThreadID())
+        self.virtualClock = VirtualClock(contextName: name)
+        // Back-references for the parts that need the context; each is owned
+        // by the context, so none outlives it.
+        handlers.ownerRef = self
+        virtualClock.context = self
+        for list in timerLists { list.context = self }
     }
 
     deinit {
@@ -238,9 +257,29 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         return names
     }
 
+    // MARK: Warnings
+
+    /// Receives the context's warnings; the default writes them to stderr.
+    /// Thread-safe.
+    public var warningHandler: @Sendable (String) -> Void {
+        get { warningSink.withLock { $0 } }
+        set { warningSink.withLock { $0 = newValue } }
+    }
+
+    func warn(_ message: String) {
+        let sink = warningSink.withLock { $0 }
+        sink(message)
+    }
+
+    @Sendable static func printWarning(_ message: String) {
+        let line = "warning: " + message + "\n"
+        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+    }
+
     // MARK: Teardown
 
     private func tearDown() {
+        for list in timerLists { list.tearDown() }
         var leaks: [String] = []
         bhList.takeAll()
         while let bh = bhList.popFront() {

@@ -42,7 +42,7 @@ private func aioSourcePrepare(_ source: UnsafeMutablePointer<GSource>?,
 private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolean {
     let ctx = owner(source)
     let revents = g_source_query_unix_fd(source, shim(source).pointee.notifier_tag)
-    return ctx.gsourceCheck(notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0)
+    return ctx.gsourceCheck(source, notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0)
         ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
 }
 
@@ -93,6 +93,7 @@ extension AioContext {
             g_source_set_can_recurse(source, AIO_SHIM_TRUE)
             g_source_set_priority(source, priority)
             shimSource.pointee.notifier_tag = g_source_add_unix_fd(source, glibNotifier.fd, G_IO_IN)
+            handlers.attachGLib(source)
             current = source
             return g_source_attach(source, mainContext)
         }
@@ -110,6 +111,7 @@ extension AioContext {
             return current
         }
         guard let source else { return }
+        handlers.detachGLib()
         g_source_destroy(source)
         g_source_unref(source)
     }
@@ -145,7 +147,7 @@ extension AioContext {
 
     /// GSource check: stop advertising, take our wake-up, report readiness.
     /// QEMU: `aio_ctx_check()`.
-    func gsourceCheck(notifierReadable: Bool) -> Bool {
+    func gsourceCheck(_ source: UnsafeMutablePointer<GSource>?, notifierReadable: Bool) -> Bool {
         ownership.acquire()
         defer { _ = ownership.release() }
         // [wait-end] releasing: GLib's poll is over before we stop advertising.
@@ -157,8 +159,10 @@ extension AioContext {
         }
         accept()
         // Anything on the lists, even a deleted BH that only needs freeing,
-        // earns a dispatch.
-        return bhList.hasEntries
+        // earns a dispatch; so does a ready handler or a due timer.
+        let handlersReady = handlers.registeredCount.load(ordering: .relaxed) > 0
+            && handlers.glibCheck(source)
+        return bhList.hasEntries || handlersReady || timerDue()
     }
 
     /// GSource dispatch: run the work. QEMU: `aio_ctx_dispatch()`.
@@ -166,7 +170,17 @@ extension AioContext {
         ownership.acquire()
         defer { _ = ownership.release() }
         Counters.bump(stats.iterations)
-        _ = dispatch()
+        // A slot only for its ready list: nested iterations get their own.
+        let slot = handlers.registeredCount.load(ordering: .relaxed) > 0
+            ? waiters.takeSlot(advertise: false) : nil
+        if let slot { handlers.glibCollect(into: slot.buffers.ready) }
+        _ = bhPoll()
+        if let slot {
+            _ = dispatchHandlers(slot.buffers.ready)
+            slot.buffers.ready.clear()
+            waiters.returnSlot(slot)
+        }
+        _ = runTimers()
     }
 
     /// Called from finalize: if no newer source has been attached, clear a bit

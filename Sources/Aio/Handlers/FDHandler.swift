@@ -1,0 +1,207 @@
+import CGLibShim
+import Glibc
+import Synchronization
+
+/// One registration of a descriptor on a context. Replacing a handler makes a
+/// new node; a removed or replaced node is marked deleted and never gets a
+/// callback again. Nodes are freed by ARC once the last walker (a dispatch
+/// pass holding it in its ready list) lets go: that is QEMU's "freed by the
+/// outermost walker" with reference counts instead of a lockcnt.
+final class FDHandlerNode: @unchecked Sendable {
+    // @unchecked Sendable: immutable fields; `deleted` is atomic; the index
+    // and GLib fields are protected by the handler table's lock; the
+    // diagnostics counters are owner-only.
+
+    let fd: Int32
+    let name: String
+    let read: (@Sendable () -> Void)?
+    let write: (@Sendable () -> Void)?
+    /// Busy-poll hook: returns true if the handler has work, without a syscall.
+    let poll: (@Sendable () -> Bool)?
+    /// Runs when `poll` found work. QEMU: `io_poll_ready`.
+    let pollReady: (@Sendable () -> Void)?
+    /// Distinguishes this node from earlier registrations of the same fd in
+    /// epoll's event data.
+    let generation: UInt32
+
+    /// Set (under the table lock) when the node is removed or replaced.
+    /// Dispatch reads it before each callback. Relaxed: the owner re-reads
+    /// it after each callback it ran, and a removal from another thread that
+    /// races with a dispatch may lose the race (QEMU has the same window).
+    let deleted = Atomic<Bool>(false)
+
+    /// Position in the table's `active` array. Protected by the table lock.
+    var index = -1
+    /// The GSource unix-fd tag while attached. Protected by the table lock.
+    var glibTag: gpointer?
+    /// Revents GLib reported in the last check. Protected by the table lock.
+    var glibRevents: Int16 = 0
+    /// Set after POLLNVAL: the fd is no longer polled. Protected by the table lock.
+    var invalid = false
+
+    /// Owner-only: consecutive dispatches that reported POLLHUP/POLLERR.
+    var hangupStreak = 0
+
+    init(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
+         poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?, generation: UInt32) {
+        self.fd = fd
+        self.name = name
+        self.read = read
+        self.write = write
+        self.poll = poll
+        self.pollReady = pollReady
+        self.generation = generation
+    }
+
+    /// poll(2) events: read ⇒ IN (HUP and ERR are always reported), write ⇒ OUT.
+    var pollEvents: Int16 {
+        (read != nil ? Int16(POLLIN) : 0) | (write != nil ? Int16(POLLOUT) : 0)
+    }
+
+    var isDeleted: Bool { deleted.load(ordering: .relaxed) }
+}
+
+/// Readiness bits, as QEMU maps them: read runs on IN|HUP|ERR, write on OUT|ERR.
+enum Readiness {
+    static let forRead = Int16(POLLIN) | Int16(POLLHUP) | Int16(POLLERR)
+    static let forWrite = Int16(POLLOUT) | Int16(POLLERR)
+    static let hangup = Int16(POLLHUP) | Int16(POLLERR)
+    static let invalid = Int16(POLLNVAL)
+}
+
+extension AioContext {
+    /// Registers, replaces or (all callbacks nil) removes the handler for `fd`.
+    ///
+    /// - `read` runs when the fd is readable, hung up or in error;
+    ///   `write` when it is writable or in error.
+    /// - `poll`/`pollReady` are busy-polling hooks: `poll` says whether there
+    ///   is work without a syscall; `pollReady` handles it. `poll` is ignored
+    ///   without `pollReady`.
+    /// - The handler is level-triggered: it runs on every iteration while the
+    ///   condition holds.
+    ///
+    /// Thread-safe: may be called from any thread, including from a handler
+    /// (removing itself or another one). A loop asleep in a native poll or in
+    /// GLib's poll picks up the change. A removed handler never gets another
+    /// callback, even within the pass that removed it.
+    ///
+    /// Throws ``AioError/badDescriptor(fd:reason:)`` for a negative or closed
+    /// descriptor (nothing is registered then), and ``AioError/system(_:)`` if
+    /// the epoll backend refuses the fd in a way the poll fallback cannot fix.
+    /// QEMU: `aio_set_fd_handler()`.
+    public func setHandler(
+        for fd: Int32,
+        name: String? = nil,
+        read: (@Sendable () -> Void)? = nil,
+        write: (@Sendable () -> Void)? = nil,
+        poll: (@Sendable () -> Bool)? = nil,
+        pollReady: (@Sendable () -> Void)? = nil
+    ) throws(AioError) {
+        if read == nil && write == nil && pollReady == nil {
+            removeHandler(for: fd)
+            return
+        }
+        if fd < 0 {
+            throw .badDescriptor(fd: fd, reason: "negative descriptor")
+        }
+        if !Posix.isOpen(fd: fd) {
+            throw .badDescriptor(fd: fd, reason: "not an open descriptor")
+        }
+        try handlers.set(fd: fd, name: name ?? "fd \(fd)", read: read, write: write,
+                         poll: pollReady == nil ? nil : poll, pollReady: pollReady)
+        notify()
+    }
+
+    /// Removes the handler for `fd`, if any. Same threading rules as
+    /// ``setHandler(for:name:read:write:poll:pollReady:)``.
+    /// QEMU: `aio_set_fd_handler()` with every callback NULL.
+    public func removeHandler(for fd: Int32) {
+        if handlers.remove(fd: fd) {
+            notify()
+        }
+    }
+
+    /// Registers `notifier` as a read handler. Event notifiers are
+    /// level-triggered, so the handler must clear it (``EventNotifier/testAndClear()``).
+    /// QEMU: `aio_set_event_notifier()`.
+    public func setHandler(
+        for notifier: EventNotifier,
+        name: String? = nil,
+        read: @escaping @Sendable (EventNotifier) -> Void,
+        poll: (@Sendable (EventNotifier) -> Bool)? = nil,
+        pollReady: (@Sendable (EventNotifier) -> Void)? = nil
+    ) throws(AioError) {
+        var pollHook: (@Sendable () -> Bool)? = nil
+        if let poll { pollHook = { poll(notifier) } }
+        var readyHook: (@Sendable () -> Void)? = nil
+        if let pollReady { readyHook = { pollReady(notifier) } }
+        let readHook: @Sendable () -> Void = { read(notifier) }
+        try setHandler(for: notifier.fd, name: name ?? "notifier \(notifier.fd)",
+                       read: readHook, write: nil, poll: pollHook, pollReady: readyHook)
+    }
+
+    /// Removes the handler of `notifier`. QEMU: `aio_set_event_notifier()` with NULL.
+    public func removeHandler(for notifier: EventNotifier) {
+        removeHandler(for: notifier.fd)
+    }
+
+    /// Number of registered handlers. Thread-safe.
+    public var handlerCount: Int { handlers.count }
+
+    /// Which fd monitor the native poll uses now. Thread-safe.
+    public var fdMonitorKind: FDMonitorKind { handlers.monitorKind }
+
+    /// Runs the handlers in `ready`, re-checking "deleted" before each callback.
+    /// Returns progress. Owner-only.
+    func dispatchHandlers(_ ready: borrowing ReadyList) -> Bool {
+        var progress = false
+        for i in 0..<ready.count {
+            let node = ready.nodes[i]
+            let revents = ready.revents[i]
+            if node.isDeleted { continue }
+            if revents & Readiness.invalid != 0 {
+                dispatchInvalid(node)
+                progress = true
+                continue
+            }
+            noteHangup(node, revents: revents)
+            if revents & Readiness.forRead != 0, let read = node.read {
+                read()
+                progress = true
+            }
+            // A read callback may have removed its own handler: re-check.
+            if node.isDeleted { continue }
+            if revents & Readiness.forWrite != 0, let write = node.write {
+                write()
+                progress = true
+            }
+        }
+        return progress
+    }
+
+    /// POLLNVAL: the fd was closed behind our back. The callbacks run once, as
+    /// for POLLERR, so the owner's error path sees EBADF; then the handler is
+    /// no longer polled (no spinning) and a warning names it.
+    private func dispatchInvalid(_ node: FDHandlerNode) {
+        handlers.markInvalid(node)
+        warn("AioContext '\(name)': handler '\(node.name)' on fd \(node.fd) reports POLLNVAL (the descriptor was closed while registered); its callbacks run once as for an error and it is no longer polled. Remove the handler before closing its descriptor.")
+        node.read?()
+        if !node.isDeleted { node.write?() }
+    }
+
+    /// A handler that sees POLLHUP/POLLERR on every pass and keeps its fd
+    /// registered makes the loop spin; say so once per streak.
+    private func noteHangup(_ node: FDHandlerNode, revents: Int16) {
+        if revents & Readiness.hangup == 0 {
+            node.hangupStreak = 0
+            return
+        }
+        node.hangupStreak += 1
+        if node.hangupStreak == AioContext.hangupSpinWarningThreshold {
+            warn("AioContext '\(name)': handler '\(node.name)' on fd \(node.fd) has reported hang-up/error \(node.hangupStreak) times in a row and is still registered; the loop is spinning on it. Remove the handler (or close the peer properly) on end-of-file.")
+        }
+    }
+
+    /// Consecutive hang-up/error dispatches after which a warning is issued.
+    static let hangupSpinWarningThreshold = 1_000
+}

@@ -1,0 +1,206 @@
+import CGLibShim
+import Glibc
+import Synchronization
+
+/// The context's fd handlers: who is registered, which backend watches them,
+/// and their GLib tags while the context is attached.
+///
+/// Writers (any thread) and the readers that snapshot it (waits, GLib check)
+/// take `lock`; callbacks always run without it, so a callback may change
+/// handlers freely. QEMU uses an RCU list and a lockcnt; a short mutex plus
+/// reference-counted nodes give the same guarantees here.
+final class HandlerTable: @unchecked Sendable {
+    // @unchecked Sendable: everything below is protected by `lock`, except the
+    // immutable `owner` reference.
+
+    private let lock = PThreadMutex()
+
+    /// Registered nodes, for O(1) removal by index and O(n) walks.
+    var active: [FDHandlerNode] = []
+    /// The current node of each fd.
+    var byFD: [Int32: FDHandlerNode] = [:]
+    private var nextGeneration: UInt32 = 0
+
+    /// The backend. Starts as poll; upgraded to epoll at `epollThreshold`
+    /// registered fds; back to poll for good if epoll ever fails.
+    private(set) var monitor: FDMonitor = PollMonitor()
+    private var epollDisabled = false
+    /// QEMU upgrades at 64 fds.
+    static let epollThreshold = 64
+
+    /// The attached GSource; handlers are added to it as unix fds.
+    var glibSource: UnsafeMutablePointer<GSource>?
+
+    // SAFETY: set once by the owning context's init; the context owns the table.
+    unowned(unsafe) var ownerRef: AioContext?
+    var owner: AioContext { ownerRef! }
+
+    /// Number of registered handlers, readable without the lock: a poll that
+    /// reads a stale 0 misses a handler added concurrently, whose addition
+    /// notifies, so the next poll sees it.
+    let registeredCount = Atomic<Int>(0)
+
+    init() {}
+
+    @inline(__always) func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        try lock.withLock(body)
+    }
+
+    var count: Int { withLock { active.count } }
+    var isEmpty: Bool { withLock { active.isEmpty } }
+    var monitorKind: FDMonitorKind { withLock { monitor.kind } }
+
+    func set(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
+             poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?) throws(AioError) {
+        lock.lock()
+        defer { lock.unlock() }
+        nextGeneration &+= 1
+        let node = FDHandlerNode(fd: fd, name: name, read: read, write: write, poll: poll,
+                                 pollReady: pollReady, generation: nextGeneration)
+        if let old = byFD[fd] {
+            unlink(old)
+        }
+        node.index = active.count
+        active.append(node)
+        registeredCount.store(active.count, ordering: .relaxed)
+        byFD[fd] = node
+        do {
+            try monitor.added(node)
+        } catch {
+            fallBackToPoll(after: error)
+        }
+        if let source = glibSource {
+            node.glibTag = g_source_add_unix_fd(source, fd, GIOCondition(UInt32(node.pollEvents)))
+        }
+        if monitor.kind == .poll && !epollDisabled && active.count >= Self.epollThreshold {
+            upgradeToEpoll()
+        }
+    }
+
+    func remove(fd: Int32) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let node = byFD[fd] else { return false }
+        unlink(node)
+        byFD[fd] = nil
+        registeredCount.store(active.count, ordering: .relaxed)
+        return true
+    }
+
+    /// Takes `node` out of every structure and marks it deleted. Under `lock`.
+    private func unlink(_ node: FDHandlerNode) {
+        node.deleted.store(true, ordering: .relaxed)
+        let last = active.removeLast()
+        if last !== node {
+            active[node.index] = last
+            last.index = node.index
+        }
+        node.index = -1
+        monitor.removed(node)
+        if let source = glibSource, let tag = node.glibTag {
+            g_source_remove_unix_fd(source, tag)
+        }
+        node.glibTag = nil
+    }
+
+    /// POLLNVAL: stop polling the node's fd (it stays registered, so the
+    /// owner's removeHandler still works).
+    func markInvalid(_ node: FDHandlerNode) {
+        withLock {
+            node.invalid = true
+            monitor.removed(node)
+            if let source = glibSource, let tag = node.glibTag {
+                g_source_remove_unix_fd(source, tag)
+                node.glibTag = nil
+            }
+        }
+    }
+
+    /// Under `lock`.
+    private func upgradeToEpoll() {
+        let epoll: EpollMonitor
+        do {
+            epoll = try EpollMonitor()
+            for node in active where !node.invalid {
+                try epoll.added(node)
+            }
+        } catch {
+            epollDisabled = true
+            owner.warn("AioContext '\(owner.name)': cannot switch to epoll (\(error)); staying with poll")
+            return
+        }
+        monitor = epoll
+    }
+
+    /// Any epoll_ctl failure falls back to poll for good (QEMU does the same).
+    /// Under `lock`. The old epoll fd stays open until the table goes away, so
+    /// a waiter still sleeping on it never polls a reused descriptor number.
+    private func fallBackToPoll(after error: SystemCallError) {
+        guard monitor.kind == .epoll else { return }
+        owner.warn("AioContext '\(owner.name)': epoll failed (\(error)); falling back to poll for good")
+        retired.append(monitor)
+        monitor = PollMonitor()
+        epollDisabled = true
+    }
+    private var retired: [FDMonitor] = []
+
+    /// Waits with the current backend. Not under `lock`.
+    func wait(buffers: PollBuffers, wakeFD: Int32?, timeoutNs: Int64) -> Bool {
+        let current = withLock { monitor }
+        return current.wait(table: self, buffers: buffers, wakeFD: wakeFD, timeoutNs: timeoutNs)
+    }
+
+    func ppollOrTrap(_ fds: UnsafeMutablePointer<pollfd>, count: Int, timeoutNs: Int64) -> Int {
+        do {
+            return try PollSyscall.ppoll(fds, count: count, timeoutNs: timeoutNs)
+        } catch {
+            fatalError("AioContext '\(owner.name)': \(error) while waiting")
+        }
+    }
+
+    // MARK: GLib
+
+    /// Adds every handler's fd to a newly attached source.
+    func attachGLib(_ source: UnsafeMutablePointer<GSource>) {
+        withLock {
+            glibSource = source
+            for node in active where !node.invalid {
+                node.glibTag = g_source_add_unix_fd(source, node.fd, GIOCondition(UInt32(node.pollEvents)))
+            }
+        }
+    }
+
+    /// Forgets the source (its fds go with it).
+    func detachGLib() {
+        withLock {
+            glibSource = nil
+            for node in active { node.glibTag = nil; node.glibRevents = 0 }
+        }
+    }
+
+    /// GSource check: records each handler's revents; returns whether any
+    /// handler is ready.
+    func glibCheck(_ source: UnsafeMutablePointer<GSource>?) -> Bool {
+        withLock {
+            var any = false
+            for node in active {
+                guard let tag = node.glibTag else { continue }
+                let revents = Int16(truncatingIfNeeded: g_source_query_unix_fd(source, tag).rawValue)
+                node.glibRevents = revents
+                if revents != 0 { any = true }
+            }
+            return any
+        }
+    }
+
+    /// GSource dispatch: moves the handlers GLib found ready into `ready`.
+    func glibCollect(into ready: ReadyList) {
+        ready.clear()
+        withLock {
+            for node in active where node.glibRevents != 0 {
+                ready.append(node, node.glibRevents)
+                node.glibRevents = 0
+            }
+        }
+    }
+}

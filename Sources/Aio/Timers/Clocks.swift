@@ -1,0 +1,89 @@
+import Glibc
+import Synchronization
+
+/// The clocks a context's timers can follow.
+public enum AioClock: Int, Sendable, CaseIterable {
+    /// Host monotonic time (CLOCK_MONOTONIC): never jumps, runs while the
+    /// program runs. QEMU: `QEMU_CLOCK_REALTIME`.
+    case realtime
+    /// A clock that moves only when the program advances it
+    /// (``VirtualClock/advance(by:)``): for simulations and tests.
+    /// QEMU: `QEMU_CLOCK_VIRTUAL`, which the guest's execution drives.
+    case virtual
+}
+
+/// A point in time on one of the context's clocks, in nanoseconds.
+public struct AioInstant: Comparable, Hashable, Sendable, CustomStringConvertible {
+    /// Nanoseconds since the clock's origin.
+    public let nanoseconds: Int64
+
+    public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+
+    public static func < (a: AioInstant, b: AioInstant) -> Bool { a.nanoseconds < b.nanoseconds }
+
+    public static func + (a: AioInstant, d: Duration) -> AioInstant {
+        AioInstant(nanoseconds: a.nanoseconds &+ d.nanoseconds)
+    }
+
+    public static func - (a: AioInstant, b: AioInstant) -> Duration {
+        .nanoseconds(a.nanoseconds &- b.nanoseconds)
+    }
+
+    public var description: String { "\(nanoseconds) ns" }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds, saturating at Int64's range.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (ns, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return ns &+ attoseconds / 1_000_000_000
+    }
+}
+
+/// A context's virtual clock: it starts at 0 and moves only through
+/// ``advance(by:)`` or ``set(to:)``, which run the timers that become due on
+/// the context's next poll.
+///
+/// Thread-safe: may be advanced from any thread.
+public final class VirtualClock: Sendable {
+    private let nowNs = Atomic<Int64>(0)
+    private let contextName: String
+    // SAFETY: set once by the owning context's init; the context owns the
+    // clock and outlives it.
+    nonisolated(unsafe) unowned(unsafe) var context: AioContext?
+
+    init(contextName: String) { self.contextName = contextName }
+
+    /// The clock's current time.
+    public var now: AioInstant { AioInstant(nanoseconds: nowNs.load(ordering: .acquiring)) }
+
+    /// Moves the clock forward and wakes the context so it runs due timers.
+    /// Negative durations trap: the clock never goes back.
+    public func advance(by duration: Duration) {
+        let ns = duration.nanoseconds
+        precondition(ns >= 0, "VirtualClock of AioContext '\(contextName)': advance(by:) with a negative duration; the clock never goes back")
+        // Releasing: a poll that reads the new time also sees what the
+        // advancing thread wrote before.
+        nowNs.wrappingAdd(ns, ordering: .releasing)
+        context!.notify()
+    }
+
+    /// Sets the clock to `instant`, which must not be in its past.
+    public func set(to instant: AioInstant) {
+        let old = nowNs.exchange(instant.nanoseconds, ordering: .releasing)
+        precondition(instant.nanoseconds >= old, "VirtualClock of AioContext '\(contextName)': set(to:) into the past (\(instant) < \(old) ns)")
+        context!.notify()
+    }
+}
+
+extension AioContext {
+    /// The current time on `clock`. Thread-safe.
+    public func now(_ clock: AioClock = .realtime) -> AioInstant {
+        switch clock {
+        case .realtime: return AioInstant(nanoseconds: monotonicNowNs())
+        case .virtual: return virtualClock.now
+        }
+    }
+}

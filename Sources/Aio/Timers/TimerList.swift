@@ -1,0 +1,160 @@
+import Synchronization
+
+/// The armed timers of one clock of one context: a binary min-heap by
+/// deadline, protected by a mutex (timers are armed from any thread).
+/// Callbacks run without the lock, so they may re-arm.
+/// QEMU: `QEMUTimerList` (a sorted list there).
+final class TimerList: @unchecked Sendable {
+    // @unchecked Sendable: `heap` and `tornDown` are protected by `lock`.
+
+    let clock: AioClock
+    private let lock = PThreadMutex()
+    private var heap: [AioTimer] = []
+    private var tornDown = false
+    /// Number of armed timers, readable without the lock so an empty list
+    /// costs a poll one load. Written under `lock`. A poll that reads a stale
+    /// 0 misses a timer armed concurrently, whose arming notifies: its
+    /// releasing `notified` store and the fence in accept make the next read
+    /// see it.
+    private let armedCount = Atomic<Int>(0)
+    /// Bumped by every arming; a pass runs only timers armed before it
+    /// started, so a callback that re-arms into the past waits for the next pass.
+    private var serial: UInt64 = 0
+    // SAFETY: set once by the owning context's init, which owns the list and
+    // tears it down (`tornDown`) before it goes; `arm` checks `tornDown` before
+    // touching the context.
+    unowned(unsafe) var context: AioContext?
+
+    init(clock: AioClock) {
+        self.clock = clock
+    }
+
+    @inline(__always) func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        try lock.withLock(body)
+    }
+
+    func nowNs() -> Int64 {
+        switch clock {
+        case .realtime: return monotonicNowNs()
+        case .virtual: return context!.virtualClock.now.nanoseconds
+        }
+    }
+
+    func arm(_ timer: AioTimer, atNs deadline: Int64) {
+        let becameFirst: Bool = withLock {
+            if tornDown {
+                fatalError("AioTimer '\(timer.name)': schedule after its AioContext was torn down")
+            }
+            if timer.heapIndex >= 0 { removeLocked(timer) }
+            timer.expireNs = max(deadline, 0)
+            serial &+= 1
+            timer.armSerial = serial
+            timer.heapIndex = heap.count
+            heap.append(timer)
+            armedCount.store(heap.count, ordering: .relaxed)
+            siftUp(heap.count - 1)
+            return heap[0] === timer
+        }
+        // Only a new earliest deadline can shorten a sleep. QEMU: the timer
+        // list's notify callback, aio_notify for a context.
+        if becameFirst { context!.notify() }
+    }
+
+    func disarm(_ timer: AioTimer) {
+        withLock {
+            if timer.heapIndex >= 0 { removeLocked(timer) }
+        }
+    }
+
+    /// ns until the earliest deadline: 0 if due, -1 if none (or, on the
+    /// virtual clock, if not due: it only moves when advanced, which notifies).
+    func timeoutNs() -> Int64 {
+        if armedCount.load(ordering: .relaxed) == 0 { return -1 }
+        lock.lock()
+        let first = heap.first?.expireNs ?? -1
+        lock.unlock()
+        if first < 0 { return -1 }
+        let left = first - nowNs()
+        if left <= 0 { return 0 }
+        return clock == .virtual ? -1 : left
+    }
+
+    /// Runs every timer whose deadline has passed, each once, without the
+    /// lock. Returns whether any ran. Owner-only.
+    func runExpired() -> Bool {
+        if armedCount.load(ordering: .relaxed) == 0 { return false }
+        var progress = false
+        let now = nowNs()
+        lock.lock()
+        let passSerial = serial
+        lock.unlock()
+        while true {
+            lock.lock()
+            guard let first = heap.first, first.expireNs <= now, first.armSerial <= passSerial else {
+                lock.unlock()
+                return progress
+            }
+            removeLocked(first)
+            lock.unlock()
+            first.callback(first)
+            progress = true
+        }
+    }
+
+    /// Disarms everything; later arming traps.
+    func tearDown() {
+        withLock {
+            for timer in heap { timer.heapIndex = -1; timer.expireNs = -1 }
+            heap.removeAll()
+            armedCount.store(0, ordering: .relaxed)
+            tornDown = true
+        }
+    }
+
+    // MARK: Heap, under `lock`
+
+    private func removeLocked(_ timer: AioTimer) {
+        let i = timer.heapIndex
+        let last = heap.removeLast()
+        armedCount.store(heap.count, ordering: .relaxed)
+        if i < heap.count {
+            heap[i] = last
+            last.heapIndex = i
+            siftDown(i)
+            siftUp(last.heapIndex)
+        }
+        timer.heapIndex = -1
+        timer.expireNs = -1
+    }
+
+    private func less(_ a: Int, _ b: Int) -> Bool { heap[a].expireNs < heap[b].expireNs }
+
+    private func swapAt(_ a: Int, _ b: Int) {
+        heap.swapAt(a, b)
+        heap[a].heapIndex = a
+        heap[b].heapIndex = b
+    }
+
+    private func siftUp(_ start: Int) {
+        var i = start
+        while i > 0 {
+            let parent = (i - 1) / 2
+            if !less(i, parent) { return }
+            swapAt(i, parent)
+            i = parent
+        }
+    }
+
+    private func siftDown(_ start: Int) {
+        var i = start
+        while true {
+            let l = 2 * i + 1, r = l + 1
+            var smallest = i
+            if l < heap.count && less(l, smallest) { smallest = l }
+            if r < heap.count && less(r, smallest) { smallest = r }
+            if smallest == i { return }
+            swapAt(i, smallest)
+            i = smallest
+        }
+    }
+}
