@@ -20,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
+#include <sys/prctl.h>
 
 /* GLib's TRUE and G_SOURCE_CONTINUE are macros Swift cannot import. */
 static const gboolean AIO_SHIM_TRUE = 1;
@@ -39,6 +40,12 @@ typedef struct {
 extern int aio_shim_ppoll(struct pollfd *fds, nfds_t nfds,
                           const struct timespec *timeout,
                           const sigset_t *sigmask) __asm__("ppoll");
+
+/* prctl(2) is variadic, which Swift cannot call: set the calling thread's
+ * timer slack (the kernel's default 50 us makes every timed wait late). */
+static inline int aio_shim_set_timer_slack_ns(unsigned long ns) {
+    return prctl(PR_SET_TIMERSLACK, ns, 0UL, 0UL, 0UL);
+}
 
 /* pthread_setname_np(3), also GNU-only. */
 extern int aio_shim_pthread_setname_np(pthread_t thread, const char *name)

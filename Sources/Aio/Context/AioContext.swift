@@ -106,6 +106,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
 
     /// Creates a context whose home thread is the calling thread.
     ///
+    /// It also sets the calling thread's timer slack to 1 ns (as QEMU does for
+    /// its loop threads), so timed waits wake at their deadline.
+    ///
     /// Throws if the kernel refuses its eventfds. QEMU: `aio_context_new()`.
     public init(name: String = "aio") throws(AioError) {
         self.name = name
@@ -118,6 +121,13 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         handlers.ownerRef = self
         virtualClock.context = self
         for list in timerLists { list.context = self }
+        Self.tightenTimerSlack()
+    }
+
+    /// Timed waits on the home thread wake at their deadline, not up to 50 µs
+    /// later (the kernel's default timer slack). QEMU does the same.
+    static func tightenTimerSlack() {
+        _ = aio_shim_set_timer_slack_ns(1)
     }
 
     deinit {
@@ -133,6 +143,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// QEMU: `qemu_set_current_aio_context()`.
     public func setHomeThread() {
         homeThread.store(currentThreadID(), ordering: .relaxed)
+        Self.tightenTimerSlack()
     }
 
     /// Whether the calling thread is the context's home thread. Thread-safe.

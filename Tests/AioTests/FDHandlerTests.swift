@@ -1,0 +1,257 @@
+@testable import Aio
+import CGLibShim
+import Glibc
+import Synchronization
+import Testing
+
+@Suite("fd handlers")
+struct FDHandlerTests {
+    @Test("read and write handlers on a socket pair", arguments: Driver.allCases)
+    func readAndWrite(driver: Driver) throws {
+        let h = try Harness(driver)
+        let pair = SocketPair()
+        let received = Counter()
+        let writes = Counter()
+        // Side a: writable at once; sends one byte and drops its write handler.
+        try h.ctx.setHandler(for: pair.a, write: {
+            var byte: UInt8 = 42
+            precondition(Glibc.write(pair.a, &byte, 1) == 1)
+            writes.increment()
+            h.ctx.removeHandler(for: pair.a)
+        })
+        try h.ctx.setHandler(for: pair.b, read: {
+            var byte: UInt8 = 0
+            if Glibc.read(pair.b, &byte, 1) == 1 && byte == 42 { received.increment() }
+        })
+        let dog = Watchdog(seconds: 5, "socket pair round trip", state: { h.ctx.debugState },
+                           kick: { h.unblock() })
+        while received.count == 0 && !dog.hasFired { h.iterate(blocking: true) }
+        #expect(!dog.disarm())
+        #expect(writes.count == 1)
+        #expect(received.count == 1)
+        #expect(h.ctx.handlerCount == 1)
+        h.ctx.removeHandler(for: pair.b)
+        h.drain()
+        h.finish()
+    }
+
+    @Test("a handler that removes itself gets no further callback", arguments: Driver.allCases)
+    func removeSelf(driver: Driver) throws {
+        let h = try Harness(driver)
+        let pipe = Pipe()
+        let calls = Counter()
+        try h.ctx.setHandler(for: pipe.readFD, read: {
+            calls.increment()
+            h.ctx.removeHandler(for: pipe.readFD)
+        })
+        pipe.write()
+        #expect(h.iterate(blocking: false))
+        h.drain()
+        #expect(calls.count == 1, "still readable, but removed: no second call")
+        #expect(h.ctx.handlerCount == 0)
+        h.finish()
+    }
+
+    @Test("a handler that removes another in the same pass stops its callback", arguments: Driver.allCases)
+    func removeOther(driver: Driver) throws {
+        let h = try Harness(driver)
+        let p1 = Pipe(), p2 = Pipe()
+        let calls = Counter()
+        // Both are ready in the same pass; whichever runs first removes the
+        // other, which must then not run.
+        try h.ctx.setHandler(for: p1.readFD, read: {
+            calls.increment()
+            h.ctx.removeHandler(for: p2.readFD)
+            h.ctx.removeHandler(for: p1.readFD)
+        })
+        try h.ctx.setHandler(for: p2.readFD, read: {
+            calls.increment()
+            h.ctx.removeHandler(for: p1.readFD)
+            h.ctx.removeHandler(for: p2.readFD)
+        })
+        p1.write()
+        p2.write()
+        #expect(h.iterate(blocking: false))
+        h.drain()
+        #expect(calls.count == 1)
+        #expect(h.ctx.handlerCount == 0)
+        h.finish()
+    }
+
+    @Test("a read callback that removes its handler stops the write callback", arguments: Driver.allCases)
+    func readRemovalStopsWrite(driver: Driver) throws {
+        let h = try Harness(driver)
+        let pair = SocketPair()
+        var byte: UInt8 = 1
+        precondition(Glibc.write(pair.b, &byte, 1) == 1)   // a is readable and writable
+        let reads = Counter(), writes = Counter()
+        try h.ctx.setHandler(for: pair.a, read: {
+            reads.increment()
+            h.ctx.removeHandler(for: pair.a)
+        }, write: {
+            writes.increment()
+        })
+        #expect(h.iterate(blocking: false))
+        h.drain()
+        #expect(reads.count == 1)
+        #expect(writes.count == 0, "'deleted' is re-checked before each callback")
+        h.finish()
+    }
+
+    @Test("replacing a handler from another thread while the loop sleeps", arguments: Driver.allCases)
+    func replaceFromAnotherThread(driver: Driver) throws {
+        let h = try Harness(driver)
+        let pipe = Pipe()
+        let oldCalls = Counter(), newCalls = Counter()
+        try h.ctx.setHandler(for: pipe.readFD, name: "old", read: { oldCalls.increment(); pipe.drain() })
+        let dog = Watchdog(seconds: 5, "handler replaced from another thread",
+                           state: { h.ctx.debugState }, kick: { h.unblock() })
+        let other = try NativeThread(name: "replacer") {
+            usleep(50_000)  // let the loop fall asleep
+            try! h.ctx.setHandler(for: pipe.readFD, name: "new", read: { newCalls.increment(); pipe.drain() })
+            usleep(20_000)
+            pipe.write()
+        }
+        while newCalls.count == 0 && !dog.hasFired { h.iterate(blocking: true) }
+        other.join()
+        #expect(!dog.disarm())
+        #expect(newCalls.count == 1)
+        #expect(oldCalls.count == 0)
+        h.ctx.removeHandler(for: pipe.readFD)
+        h.drain()
+        h.finish()
+    }
+
+    @Test("1,000 registered fds with one ready: epoll, and only that handler runs", arguments: Driver.allCases)
+    func thousandFDs(driver: Driver) throws {
+        raiseDescriptorLimit(to: 4096)
+        let h = try Harness(driver)
+        let notifiers = try (0..<1000).map { _ in try EventNotifier() }
+        let calls = Locked1000()
+        for (i, n) in notifiers.enumerated() {
+            try h.ctx.setHandler(for: n, read: { e in
+                e.testAndClear()
+                calls.hit(i)
+            })
+        }
+        #expect(h.ctx.handlerCount == 1000)
+        #expect(h.ctx.fdMonitorKind == .epoll, "the native poll switches to epoll at 64 fds")
+        notifiers[617].set()
+        #expect(h.iterate(blocking: true))
+        #expect(calls.hits == [617])
+        for n in notifiers { h.ctx.removeHandler(for: n) }
+        h.drain()
+        h.finish()
+    }
+
+    @Test("epoll takes over at 64 registered fds")
+    func epollThreshold() throws {
+        let ctx = try AioContext(name: "threshold")
+        let notifiers = try (0..<64).map { _ in try EventNotifier() }
+        for n in notifiers.prefix(63) { try ctx.setHandler(for: n, read: { $0.testAndClear() }) }
+        #expect(ctx.fdMonitorKind == .poll)
+        try ctx.setHandler(for: notifiers[63], read: { $0.testAndClear() })
+        #expect(ctx.fdMonitorKind == .epoll)
+        // Still works after the switch, including handlers registered before it.
+        let fired = Counter()
+        try ctx.setHandler(for: notifiers[0], read: { $0.testAndClear(); fired.increment() })
+        notifiers[0].set()
+        #expect(ctx.poll(blocking: true))
+        #expect(fired.count == 1)
+        for n in notifiers { ctx.removeHandler(for: n) }
+    }
+
+    @Test("a nested poll from inside a handler works", arguments: Driver.allCases)
+    func nestedPollInHandler(driver: Driver) throws {
+        let h = try Harness(driver)
+        let pipe = Pipe()
+        let inner = Counter()
+        let bh = h.ctx.makeBottomHalf(name: "inner") { _ in inner.increment() }
+        try h.ctx.setHandler(for: pipe.readFD, read: {
+            pipe.drain()
+            bh.schedule()
+            // Nested native poll from inside the handler.
+            _ = h.ctx.poll(blocking: true)
+        })
+        pipe.write()
+        #expect(h.iterate(blocking: true))
+        #expect(inner.count == 1)
+        h.ctx.removeHandler(for: pipe.readFD)
+        bh.delete()
+        h.drain()
+        h.finish()
+    }
+
+    // MARK: Bad descriptors
+
+    @Test("negative and closed descriptors are rejected at registration")
+    func badDescriptorsThrow() throws {
+        let ctx = try AioContext(name: "bad")
+        #expect(throws: AioError.badDescriptor(fd: -1, reason: "negative descriptor")) {
+            try ctx.setHandler(for: -1, read: {})
+        }
+        let pipe = Pipe()
+        let fd = pipe.readFD
+        pipe.closeReadEnd()
+        #expect(throws: AioError.badDescriptor(fd: fd, reason: "not an open descriptor")) {
+            try ctx.setHandler(for: fd, read: {})
+        }
+        #expect(ctx.handlerCount == 0, "a rejected registration leaves nothing behind")
+        let error = AioError.badDescriptor(fd: 7, reason: "not an open descriptor")
+        #expect(error.description == "bad file descriptor 7: not an open descriptor")
+    }
+
+    @Test("a descriptor closed behind the loop's back: callbacks once, a warning, no spinning")
+    func closedBehindOurBack() throws {
+        let ctx = try AioContext(name: "nval")
+        let log = WarningLog()
+        ctx.warningHandler = { log.append($0) }
+        let pipe = Pipe()
+        let reads = Counter()
+        try ctx.setHandler(for: pipe.readFD, name: "victim", read: { reads.increment() })
+        pipe.closeReadEnd()   // POLLNVAL from now on
+        #expect(ctx.poll(blocking: false))
+        #expect(reads.count == 1, "the read callback runs once, as for an error")
+        #expect(log.all.count == 1)
+        #expect(log.all.first?.contains("handler 'victim' on fd \(pipe.readFD) reports POLLNVAL") == true)
+        // The fd is no longer polled: blocking polls sleep until the timer
+        // instead of returning at once forever.
+        let fired = Counter()
+        let timer = ctx.makeTimer(name: "bound") { _ in fired.increment() }
+        timer.schedule(after: .milliseconds(30))
+        let start = nowSeconds()
+        var iterations = 0
+        while fired.count == 0 {
+            ctx.poll(blocking: true)
+            iterations += 1
+        }
+        #expect(nowSeconds() - start >= 0.029)
+        #expect(iterations <= 3, "\(iterations) iterations in 30 ms: the loop is spinning")
+        #expect(reads.count == 1)
+        ctx.removeHandler(for: pipe.readFD)
+    }
+
+    @Test("a handler left registered on a hung-up pipe makes the loop warn", arguments: Driver.allCases)
+    func hangupSpinWarns(driver: Driver) throws {
+        let h = try Harness(driver)
+        let log = WarningLog()
+        h.ctx.warningHandler = { log.append($0) }
+        let pipe = Pipe()
+        let calls = Counter()
+        try h.ctx.setHandler(for: pipe.readFD, name: "eof-ignored", read: { calls.increment() })
+        pipe.closeWriteEnd()  // POLLHUP forever; the handler never reads or removes
+        for _ in 0..<(AioContext.hangupSpinWarningThreshold + 10) { h.iterate(blocking: false) }
+        #expect(calls.count >= AioContext.hangupSpinWarningThreshold)
+        #expect(log.all.count == 1, "one warning per streak")
+        #expect(log.all.first?.contains("'eof-ignored' on fd \(pipe.readFD) has reported hang-up/error") == true)
+        h.ctx.removeHandler(for: pipe.readFD)
+        h.drain()
+        h.finish()
+    }
+}
+
+/// Which of 1,000 handlers ran (touched by the loop thread only).
+final class Locked1000: @unchecked Sendable {
+    private(set) var hits: [Int] = []
+    func hit(_ i: Int) { hits.append(i) }
+}
