@@ -19,6 +19,12 @@ let package = Package(
             dependencies: ["CGLibShim"],
             path: "Sources/Aio"
         ),
+        // Stress harness: every thread role at once, with per-round watchdogs.
+        .executableTarget(
+            name: "aio-stress",
+            dependencies: ["Aio", "CGLibShim"],
+            path: "Sources/AioStress"
+        ),
         .executableTarget(
             name: "GLibDemo",
             dependencies: ["Aio", "CGLibShim"],

@@ -349,7 +349,9 @@ proctype V(byte me)
     bool ws;                  /* V4: do not wait */
     byte list, bh;
 
+#if !defined(BUG_V_DROPS_OWNERSHIP) || !defined(SPEC_V_ENTER_AT_ADVERTISE)
     ACQUIRE(OWN_V + me);
+#endif
 #ifndef SPEC_V_ENTER_AT_ADVERTISE
     /* V0: the first pass runs V6-V8 before advertising. V4 trusts
      * `notified`, but any accepting thread (G's check, N) may clear that one
