@@ -87,7 +87,7 @@
  *   SPEC_G_PREPARE_BH_ONLY   prepare's readiness looks only at BHs (no needG)
  *   SPEC_G_CHECK_BH_ONLY     check's readiness looks only at BHs (no needG)
  *   SPEC_V_ENTER_AT_ADVERTISE V begins at V1 right after taking ownership
- *   SPEC_AS_BRIEFED          all three
+ *   SPEC_AS_BRIEFED          all three: the protocol exactly as specified
  *  Re-created historical bugs and other deliberate breakages (comments at
  *  each #ifdef): BUG_CLEAR_AFTER, BUG_SKIP_WRITE, BUG_STEAL, BUG_BOOL_FLAG,
  *   BUG_NOTIFY_ORDER, BUG_WAIT_ORDER, BUG_SHARED_FD, BUG_NO_DRAIN,
@@ -96,6 +96,7 @@
  *  Variations that must still pass:
  *   MOVE_DRAIN_ONLY   V drains its slot after dispatch (accept stays first)
  *   ALT_V_RECHECK     V4 also refuses to wait while needV is set
+ *   PLAIN_RMW         notifyMe updated by plain load + store, not atomic RMW
  *   TIMEOUTS          V's wait and GLib's poll may each return early once
  *   NV=2              two native waiters (V and the home thread H)
  *   WOPS=n, NPOLLS=n  more worker operations / non-blocking polls
@@ -158,8 +159,27 @@ byte vTimeouts = 1;
 byte gTimeouts = 1;
 #endif
 
-#define ACQUIRE(me)     atomic { owner == FREE -> owner = me }
+#ifdef FAIR_LOCK
+/* FAIR_LOCK: the ownership lock is a ticket lock (FIFO). Needed only with
+ * WFOREVER: with a never-ending worker, a plain lock under weak fairness lets
+ * one thread re-take the lock forever while another, woken, waits for it. */
+#define NT 8            /* tickets, modulo: more than the contenders */
+byte ticket = 0;
+byte serving = 0;
+#define ACQUIRE_AND(me, extra) \
+    atomic { tk = ticket; ticket = (ticket + 1) % NT }; \
+    atomic { serving == tk -> owner = me; tk = 0; extra }
+#define ACQUIRE_IF(cond, me) \
+    atomic { cond -> tk = ticket; ticket = (ticket + 1) % NT }; \
+    atomic { serving == tk -> owner = me; tk = 0 }
+#define RELEASE(me) \
+    atomic { assert(owner == me); owner = FREE; serving = (serving + 1) % NT }
+#else
+#define ACQUIRE_AND(me, extra)  atomic { owner == FREE -> owner = me; extra }
+#define ACQUIRE_IF(cond, me)    atomic { (cond) && owner == FREE -> owner = me }
 #define RELEASE(me)     atomic { assert(owner == me); owner = FREE }
+#endif
+#define ACQUIRE(me)     ACQUIRE_AND(me, skip)
 
 /* "some BH on the pending stack is SCHEDULED": a scan, taken as one step.
  * With NBH == 2 the stack holds at most two BHs. */
@@ -189,6 +209,15 @@ byte gTimeouts = 1;
 #define ADV_G_CLEAR     notifyMe = 0
 #define ADV_V_ADD       notifyMe = 1
 #define ADV_V_SUB       notifyMe = 0
+#elif defined(PLAIN_RMW)
+/* PLAIN_RMW: each update of notifyMe is a plain load and a separate store
+ * instead of an atomic RMW. It must still pass, because every writer of
+ * notifyMe (P1, C1, V2, V5) holds the ownership lock: the RMWs never race.
+ * The atomic RMW matters only if some writer ever runs without ownership. */
+#define ADV_G_SET       tmp = notifyMe; atomic { notifyMe = tmp | 1; tmp = 0 }
+#define ADV_G_CLEAR     tmp = notifyMe; atomic { notifyMe = tmp & 254; tmp = 0 }
+#define ADV_V_ADD       tmp = notifyMe; atomic { notifyMe = tmp + 2; tmp = 0 }
+#define ADV_V_SUB       tmp = notifyMe; atomic { notifyMe = tmp - 2; tmp = 0 }
 #else
 #define ADV_G_SET       notifyMe = notifyMe | 1
 #define ADV_G_CLEAR     notifyMe = notifyMe & 254
@@ -347,7 +376,7 @@ inline run_bhs(who, list, bh)
 proctype V(byte me)
 {
     bool ws;                  /* V4: do not wait */
-    byte list, bh;
+    byte list, bh, tmp, tk;
 
 #if !defined(BUG_V_DROPS_OWNERSHIP) || !defined(SPEC_V_ENTER_AT_ADVERTISE)
     ACQUIRE(OWN_V + me);
@@ -404,7 +433,7 @@ endwait:
         :: atomic { vTimeouts > 0 -> vTimeouts-- }          /* timed out */
 #endif
         fi;
-        atomic { owner == FREE -> owner = OWN_V + me; vWaiting[me] = false }
+        ACQUIRE_AND(OWN_V + me, vWaiting[me] = false)
     fi;
     registered[me] = false;                                 /* V5 */
     ADV_V_SUB;                                              /* V5 (release) */
@@ -443,7 +472,7 @@ dispatch:
 active proctype G()
 {
     bool ready;
-    byte list, bh;
+    byte list, bh, tmp, tk;
 
     do
     ::
@@ -463,7 +492,7 @@ endpoll:
 #endif
             fi;
             /* check */
-            atomic { owner == FREE -> owner = OWN_G; gWaiting = false };
+            ACQUIRE_AND(OWN_G, gWaiting = false);
             ADV_G_CLEAR;                                    /* C1 */
             glibFd = false;                                 /* C2 */
             notified = false;                               /* C3 (+ fence) */
@@ -472,7 +501,7 @@ endpoll:
 
         /* dispatch */
         if
-        :: atomic { ready && owner == FREE -> owner = OWN_G };
+        :: ACQUIRE_IF(ready, OWN_G);
             run_bhs(OWN_G, list, bh);                       /* D */
             atomic { needG = false; ready = false; RELEASE(OWN_G) }   /* D: G's own work */
         :: atomic { !ready -> skip }
@@ -483,7 +512,7 @@ endpoll:
 /* ---- a non-home thread doing non-blocking polls ---- */
 active proctype N()
 {
-    byte k, j, list, bh;
+    byte k, j, list, bh, tk;
     bool was;
 
     do
@@ -527,7 +556,9 @@ active proctype W()
 
     do
     :: k < WOPS ->
+#ifndef WFOREVER
         k++;
+#endif
         if
         :: schedule(1, m, i, was, h)
         :: schedule(2, m, i, was, h)

@@ -141,6 +141,8 @@ spawnLoop("H-home") { count in
     shared.homeReady.signal()
     var seen = 0
     while !shared.stopping {
+        // A plain poll(blocking: true) after the check: the thread's own
+        // notify memory keeps it awake for a request made since its last poll.
         let r = shared.request.load(ordering: .acquiring)
         if r != seen {
             seen = r

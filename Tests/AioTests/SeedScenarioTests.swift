@@ -82,11 +82,14 @@ struct SeedScenarioTests {
     /// Seed 004 (QEMU 2018, "Do aio_notify_accept only during blocking
     /// aio_poll"): the home thread sleeps in a native blocking poll waiting
     /// for a condition that another thread sets and then notifies, while a
-    /// third, non-home thread loops notify() plus non-blocking polls. The
-    /// non-blocking poller must never consume the wake-up meant for the
-    /// sleeper: the sleeper must wake for every round.
-    @Test("non-blocking polls on another thread never steal the sleeper's wake-up")
-    func nonBlockingPollerDoesNotSteal() throws {
+    /// third, non-home thread loops non-blocking polls (with or without
+    /// notifies of its own). The non-blocking poller must never consume the
+    /// notification meant for the sleeper: the sleeper must wake for every
+    /// round. Without notifies from the poller nothing else can rescue a
+    /// stolen wake-up, so that variant is the sharper one.
+    @Test("non-blocking polls on another thread never steal the sleeper's wake-up",
+          arguments: [true, false], [true, false])
+    func nonBlockingPollerDoesNotSteal(pollerNotifies: Bool, homeUsesToken: Bool) throws {
         let rounds = ProcessInfoLite.stress ? 200_000 : 20_000
         let ctxBox = try ContextBox(AioContext(name: "seed-004"))
         let stop = Atomic<Bool>(false)
@@ -94,26 +97,34 @@ struct SeedScenarioTests {
         let acked = TestEvent()
         let stolenWork = Counter()
         // The home thread: waits natively for each new request. Only it acts
-        // on a request ("work only the sleeping thread can do").
+        // on a request ("work only the sleeping thread can do"). A request
+        // plus notify between its check and its sleep must keep it awake,
+        // whether it takes an explicit token before checking or relies on
+        // the per-thread memory of a plain poll(blocking: true).
         let home = try NativeThread(name: "H-home") {
             let ctx = ctxBox.ctx
             ctx.setHomeThread()
             var seen = 0
             while !stop.load(ordering: .relaxed) {
+                let token = ctx.notifyToken
                 let now = request.load(ordering: .acquiring)
                 if now != seen {
                     seen = now
                     acked.signal()
                     continue
                 }
-                ctx.poll(blocking: true)
+                if homeUsesToken {
+                    ctx.poll(blocking: true, unlessNotifiedSince: token)
+                } else {
+                    ctx.poll(blocking: true)
+                }
             }
         }
-        // The thief: notifies and polls without blocking, as fast as it can.
+        // The thief: polls without blocking as fast as it can.
         let thief = try NativeThread(name: "N-nonblocking") {
             let ctx = ctxBox.ctx
             while !stop.load(ordering: .relaxed) {
-                ctx.notify()
+                if pollerNotifies { ctx.notify() }
                 if ctx.poll(blocking: false) { stolenWork.increment() }
             }
         }
@@ -140,6 +151,52 @@ struct SeedScenarioTests {
         joiner.join()
         #expect(failure == nil, "\(failure ?? "")")
         #expect(stolenWork.count == 0, "no BH was scheduled, so no poll makes progress")
+    }
+
+    /// Two native waiters (the home thread and an owner thread) each wait for
+    /// their own condition on one context: neither may consume the other's
+    /// notification.
+    @Test("two native waiters each get their own wake-ups")
+    func twoNativeWaiters() throws {
+        let rounds = ProcessInfoLite.stress ? 200_000 : 20_000
+        let ctxBox = try ContextBox(AioContext(name: "two-waiters"))
+        let stop = Atomic<Bool>(false)
+        let requests = [Counter(), Counter()]
+        let acks = [TestEvent(), TestEvent()]
+        func waiter(_ i: Int, home: Bool) throws -> NativeThread {
+            try NativeThread(name: "waiter-\(i)") {
+                let ctx = ctxBox.ctx
+                if home { ctx.setHomeThread() } else { ctx.acquire() }
+                var seen = 0
+                while !stop.load(ordering: .relaxed) {
+                    let token = ctx.notifyToken
+                    let now = requests[i].count
+                    if now != seen { seen = now; acks[i].signal(); continue }
+                    ctx.poll(blocking: true, unlessNotifiedSince: token)
+                }
+                if !home { ctx.release() }
+            }
+        }
+        let threads = [try waiter(0, home: true), try waiter(1, home: false)]
+        var failure: String? = nil
+        for round in 1...rounds {
+            let i = round % 2
+            requests[i].increment()
+            ctxBox.ctx.notify()
+            if !acks[i].wait(seconds: 5) {
+                failure = "round \(round): waiter \(i) did not wake within 5 s: \(ctxBox.ctx.debugState)"
+                break
+            }
+        }
+        stop.store(true, ordering: .relaxed)
+        let joined = TestEvent()
+        let joiner = try NativeThread(name: "two-waiters-join") {
+            for t in threads { t.join() }
+            joined.signal()
+        }
+        while !joined.wait(seconds: 0.1) { ctxBox.ctx.notify() }
+        joiner.join()
+        #expect(failure == nil, "\(failure ?? "")")
     }
 }
 

@@ -10,15 +10,16 @@ extension AioContext {
     @inline(__always)
     public func notify() {
         // [notify-publish] releasing: the work published before notify (a BH
-        // link, a timer change) is visible to whoever later reads `notified`
-        // as set. Pairs with the fence in `accept`.
-        notified.store(true, ordering: .releasing)
-        // [dekker-notify] The flag and the work must be visible before we read
-        // `notifyMe`. Pairs with [dekker-wait] in `poll(blocking:)` and in the
-        // GSource prepare (GSource.swift): either the waiter sees `notified`
-        // (or the work) and does not sleep, or we see its advertisement and
-        // write its wake-up fd. Without it: a lost wake-up.
-        // Model: Models/aio_notify.pml, variant BUG_NOTIFY_ORDER.
+        // link, a timer change, a condition) is visible to a poll that reads
+        // the new generation with its acquiring snapshot.
+        notifyGeneration.wrappingAdd(1, ordering: .releasing)
+        // [dekker-notify] The new generation and the work must be visible
+        // before we read `notifyMe`. Pairs with [dekker-wait] in
+        // `poll(blocking:)` and in the GSource prepare (GSource.swift): either
+        // the waiter sees the new generation (or the work) and does not sleep,
+        // or we see its advertisement and write its wake-up fd. An explicit
+        // fence, not the RMW's ordering (QEMU's 2023 ARM lesson). Without it:
+        // a lost wake-up. Model: Models/aio_notify.pml, BUG_NOTIFY_ORDER.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let waiting = notifyMe.load(ordering: .relaxed)
         if waiting != 0 {
@@ -26,9 +27,9 @@ extension AioContext {
         }
     }
 
-    /// Writes the wake-up fd of every advertised sleeper. Never skipped because
-    /// `notified` was already set: that flag may be a false positive
-    /// (Models/aio_notify.pml, BUG_SKIP_WRITE).
+    /// Writes the wake-up fd of every advertised sleeper. Never skipped
+    /// because an earlier notify is still unseen: that says nothing about
+    /// who sleeps now (Models/aio_notify.pml, BUG_SKIP_WRITE).
     @inline(never)
     func wake(_ waiting: UInt32) {
         if waiting & 1 != 0 {
@@ -41,23 +42,25 @@ extension AioContext {
         }
     }
 
-    /// Forgets past notifications before the caller looks for work: the clear
-    /// comes first, so a notify that races with the scan either has its work
-    /// seen by the scan or sets the flag again for the next poll.
+    /// A snapshot of the context's notifications. Take it *before* checking
+    /// a condition that another thread changes and then calls ``notify()``,
+    /// and pass it to ``poll(blocking:unlessNotifiedSince:)``: the poll then
+    /// does not sleep if any notify came after the snapshot, so the change
+    /// cannot be missed between the check and the sleep.
     ///
-    /// Only clears the in-memory flag; wake-up fds are drained only by the
-    /// thread they belong to, so no poll can steal another thread's wake-up
-    /// (Models/aio_notify.pml, BUG_STEAL). QEMU: `aio_notify_accept()`.
-    @inline(__always)
-    func accept() {
-        // Relaxed store: the fence below orders it before every later read.
-        notified.store(false, ordering: .relaxed)
-        // [accept] Clear before looking: the store above is ordered before the
-        // scan of BHs, handlers and timers that follows. Pairs with
-        // [notify-publish]. Without it: the scan could miss work whose notify
-        // we just erased, a lost wake-up. Model: BUG_CLEAR_AFTER.
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
+    /// Thread-safe. QEMU has no equivalent: only one thread polls there.
+    public var notifyToken: NotifyToken {
+        // [accept] acquiring: whatever a notify published before the
+        // generation we read is visible to the caller's condition check and
+        // to the poll's look for work that follow. Pairs with [notify-publish].
+        NotifyToken(generation: notifyGeneration.load(ordering: .acquiring))
     }
+}
+
+/// A point in a context's sequence of notifications; see
+/// ``AioContext/notifyToken``.
+public struct NotifyToken: Sendable, Equatable {
+    let generation: UInt64
 }
 
 /// A poll's private resources: the wake-up eventfd it sleeps on (when it

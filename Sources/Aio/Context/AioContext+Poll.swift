@@ -22,10 +22,47 @@ extension AioContext {
     /// QEMU: `aio_poll()`.
     @discardableResult
     public func poll(blocking: Bool) -> Bool {
+        pollOnce(blocking: blocking, since: nil)
+    }
+
+    /// A blocking poll that does not sleep if ``notify()`` was called after
+    /// `token` was taken. The way to wait for a condition another thread
+    /// changes:
+    ///
+    /// ```swift
+    /// while true {
+    ///     let token = ctx.notifyToken
+    ///     if done.load(ordering: .acquiring) { break }
+    ///     ctx.poll(blocking: true, unlessNotifiedSince: token)
+    /// }
+    /// ```
+    ///
+    /// A plain `poll(blocking: true)` looks at the context's own work (BHs,
+    /// handlers, timers) before it sleeps, but not at the caller's condition,
+    /// so a change plus notify between the check and the call could be slept
+    /// through. Same threading rules as ``poll(blocking:)``.
+    @discardableResult
+    public func poll(blocking: Bool, unlessNotifiedSince token: NotifyToken) -> Bool {
+        pollOnce(blocking: blocking, since: token.generation)
+    }
+
+    private func pollOnce(blocking: Bool, since snapshot: UInt64?) -> Bool {
         if blocking { checkBlockingAllowed() }
         ownership.acquire()
         defer { _ = ownership.release() }
         Counters.bump(stats.iterations)
+        let memory = ThreadNotifyMemory.current
+        // [accept] acquiring, pairs with [notify-publish]: what a notify
+        // published before this generation is visible to the look below.
+        let current = notifyGeneration.load(ordering: .acquiring)
+        // Sleep only if nothing was notified since this thread last came out
+        // of a poll here (or since the caller's token). Unknown: do not sleep.
+        let seen = snapshot ?? memory.generation(for: serial) ?? (current &- 1)
+        defer {
+            // The caller checks its conditions after we return; a notify after
+            // this point keeps its next poll awake.
+            memory.remember(notifyGeneration.load(ordering: .acquiring), for: serial)
+        }
 
         let watchesFDs = handlers.registeredCount.load(ordering: .relaxed) > 0
         var timeoutNs: Int64 = blocking ? computeTimeoutNs() : 0
@@ -41,9 +78,9 @@ extension AioContext {
             // it on ARM (QEMU 2023). Without it: a lost wake-up.
             // Model: Models/aio_notify.pml, BUG_WAIT_ORDER.
             atomicMemoryFence(ordering: .sequentiallyConsistent)
-            if notified.load(ordering: .relaxed) {
-                // Work (or a state change) was announced after the timeout was
-                // computed: do not sleep.
+            if notifyGeneration.load(ordering: .relaxed) != seen {
+                // Work (or a state change) was announced after we looked:
+                // do not sleep.
                 timeoutNs = 0
             }
             var woken = false
@@ -60,9 +97,8 @@ extension AioContext {
             // [wait-end] releasing: the wait is over before we stop advertising.
             notifyMe.wrappingSubtract(2, ordering: .releasing)
             if woken {
-                // Drain our own wake-up before looking for work (seed 000: a
-                // drain after the scan can eat a wake-up for work the scan did
-                // not see). Model: BUG_CLEAR_AFTER. Draining is not progress.
+                // Our own wake-up, which no other thread reads or drains.
+                // Not progress.
                 waiter.notifier.testAndClear()
             }
         } else if watchesFDs {
@@ -70,7 +106,6 @@ extension AioContext {
             slot = poller
             _ = handlers.wait(buffers: poller.buffers, wakeFD: nil, timeoutNs: 0)
         }
-        accept()
         var progress = bhPoll()
         if let slot {
             progress = dispatchHandlers(slot.buffers.ready) || progress

@@ -57,12 +57,27 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// two waiters), BUG_WAIT_ORDER (reading `notified` before advertising).
     let notifyMe = Atomic<UInt32>(0)
 
-    /// "``notify()`` has been called since the last accept." Set by every
-    /// notify, cleared by every poll and GSource check before it looks for work.
-    /// False positives are fine (it may be set while no wake-up fd is
-    /// readable); a waiter that sees it set just does not sleep. It never
-    /// lets a notify skip a wake-up write (BUG_SKIP_WRITE in the model).
-    let notified = Atomic<Bool>(false)
+    /// How many times ``notify()`` has been called: QEMU's `notified` flag,
+    /// made a generation count so that no thread can clear another's.
+    ///
+    /// QEMU clears one shared flag in `aio_notify_accept` before it looks for
+    /// work, and a blocking poll does not sleep if the flag is set again. With
+    /// several threads polling one context (a non-blocking poll on another
+    /// thread, GLib's check, a second native waiter), whoever accepts can
+    /// erase a notification meant for a thread that has checked its condition
+    /// but not yet advertised, which then sleeps through it: seed 004's steal
+    /// at the level of the flag. Here each thread keeps its own view
+    /// (`ThreadNotifyMemory`: the generation when its last poll returned, or
+    /// an explicit ``NotifyToken``), and a blocking poll does not sleep if the
+    /// generation moved since. Nothing shared is ever cleared.
+    /// Model: Models/aio_notify.pml, BUG_STEAL and BUG_V_DROPS_OWNERSHIP.
+    ///
+    /// Every notify increments it (one RMW); wrapping takes 2^64 notifies.
+    /// A notify never skips a wake-up write because of it (BUG_SKIP_WRITE).
+    let notifyGeneration = Atomic<UInt64>(0)
+
+    /// Tells this context apart in per-thread notify memories. Immutable.
+    let serial = nextContextSerial()
 
     /// The wake-up fd GLib polls when the context is attached; drained only by
     /// the GSource's check. Immutable after init.
@@ -240,7 +255,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     public var debugState: String {
         let pendingNames = pendingBottomHalfNames()
         return "AioContext '\(name)': notifyMe=\(notifyMe.load(ordering: .relaxed)) "
-            + "notified=\(notified.load(ordering: .relaxed)) "
+            + "notifyGeneration=\(notifyGeneration.load(ordering: .relaxed)) "
             + "glibNotifierReadable=\(glibNotifier.isSet) "
             + "nativeWaiters=\(waiters.debugDescription) "
             + "pendingBHs=[\(pendingNames.joined(separator: ", "))]"

@@ -153,11 +153,11 @@ extension AioContext {
         // [wait-end] releasing: GLib's poll is over before we stop advertising.
         notifyMe.bitwiseAnd(~1, ordering: .releasing)
         if notifierReadable {
-            // Drain before looking (BUG_CLEAR_AFTER); only GLib's check drains
-            // the GLib notifier (BUG_STEAL). Not progress.
+            // Only GLib's check drains the GLib notifier (BUG_STEAL). GLib
+            // needs no generation snapshot: prepare looks for work after
+            // advertising, and any later notify writes this fd. Not progress.
             glibNotifier.testAndClear()
         }
-        accept()
         // Anything on the lists, even a deleted BH that only needs freeing,
         // earns a dispatch; so does a ready handler or a due timer.
         let handlersReady = handlers.registeredCount.load(ordering: .relaxed) > 0

@@ -13,9 +13,9 @@ final class TimerList: @unchecked Sendable {
     private var tornDown = false
     /// Number of armed timers, readable without the lock so an empty list
     /// costs a poll one load. Written under `lock`. A poll that reads a stale
-    /// 0 misses a timer armed concurrently, whose arming notifies: its
-    /// releasing `notified` store and the fence in accept make the next read
-    /// see it.
+    /// 0 misses a timer armed concurrently, whose arming notifies: the poll
+    /// then does not sleep, and the next poll's acquiring snapshot of the
+    /// notify generation makes the new count visible.
     private let armedCount = Atomic<Int>(0)
     /// Bumped by every arming; a pass runs only timers armed before it
     /// started, so a callback that re-arms into the past waits for the next pass.

@@ -154,8 +154,10 @@ final class TestEventFlag: Sendable {
 }
 
 /// A counter for callbacks that run on whichever thread owns the context.
+/// Release/acquire, so a waiter that sees the new count also sees what the
+/// incrementing thread wrote before.
 final class Counter: Sendable {
     private let value = Atomic<Int>(0)
-    func increment() { value.wrappingAdd(1, ordering: .relaxed) }
-    var count: Int { value.load(ordering: .relaxed) }
+    func increment() { value.wrappingAdd(1, ordering: .releasing) }
+    var count: Int { value.load(ordering: .acquiring) }
 }

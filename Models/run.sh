@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Model-check the notify protocol models with SPIN and compare every verdict
+# with the expected one.
+#
+#   Models/run.sh [-j N] [--full] [--keep] [--only SUBSTRING]
+#
+#   -j N        parallel jobs (default: number of CPUs, at most 4)
+#   --full      also run the slow rows (bigger configurations, minutes)
+#   --keep      keep the build directory (pan sources and trail files)
+#   --only S    run only the rows whose "model variant property" contains S
+#
+# Each (model, variant) is built once in a temporary directory:
+#   spin -a -D<variant flags> model.pml
+#   gcc -O1 pan.c            (liveness: ./pan -a -f -m$DEPTH -w20 -N <ltl name>)
+#   gcc -O1 -DNOCLAIM pan.c  (property "safety": ./pan -m$DEPTH -w20, i.e.
+#                             assertions and invalid end states = deadlocks)
+# Verdict: "pass" needs "errors: 0", no "max search depth too small" and a
+# reached depth below the limit. A failing liveness row must fail with an
+# acceptance cycle, a failing safety row with an assertion violation or an
+# invalid end state; any other failure (depth limit, wrong kind of error,
+# pan error) counts as a mismatch.
+# Exit status: 0 if every verdict matches the expected one, 1 otherwise,
+# 2 if spin or gcc is missing.
+
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+DEPTH=200000
+jobs=""
+full=0
+keep=0
+only=""
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -j) jobs="$2"; shift 2 ;;
+        --full) full=1; shift ;;
+        --keep) keep=1; shift ;;
+        --only) only="$2"; shift 2 ;;
+        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+for tool in spin gcc; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "run.sh: '$tool' not found in PATH." >&2
+        echo "  Install it, e.g. on Debian/Ubuntu: sudo apt-get install -y spin gcc" >&2
+        exit 2
+    fi
+done
+
+if [ -z "$jobs" ]; then
+    jobs="$(nproc 2>/dev/null || echo 2)"
+    [ "$jobs" -gt 4 ] && jobs=4
+fi
+
+# ---------------------------------------------------------------------------
+# Rows: model | variant | property | expected
+#   variant: "default", or -D switches joined with '+' (NAME or NAME=VALUE)
+#   property: an ltl name of the model, or "safety"
+#   expected: pass | fail
+# ---------------------------------------------------------------------------
+rows_quick='
+aio_notify | default | safety | pass
+aio_notify | default | lost_v | pass
+aio_notify | default | lost_g | pass
+aio_notify | default | lost_bh | pass
+aio_notify | default | no_busy_wait | pass
+aio_notify | SPEC_AS_BRIEFED | safety | pass
+aio_notify | SPEC_AS_BRIEFED | lost_v | fail
+aio_notify | SPEC_AS_BRIEFED | lost_g | fail
+aio_notify | SPEC_G_PREPARE_BH_ONLY | lost_g | fail
+aio_notify | SPEC_G_CHECK_BH_ONLY | lost_g | pass
+aio_notify | SPEC_V_ENTER_AT_ADVERTISE | lost_v | fail
+aio_notify | BUG_CLEAR_AFTER | safety | pass
+aio_notify | BUG_CLEAR_AFTER | lost_v | fail
+aio_notify | MOVE_DRAIN_ONLY | lost_v | pass
+aio_notify | MOVE_DRAIN_ONLY | no_busy_wait | pass
+aio_notify | BUG_SKIP_WRITE | safety | pass
+aio_notify | BUG_SKIP_WRITE | lost_g | fail
+aio_notify | BUG_STEAL | safety | pass
+aio_notify | BUG_STEAL | lost_v | fail
+aio_notify | BUG_STEAL | lost_g | fail
+aio_notify | BUG_BOOL_FLAG | safety | pass
+aio_notify | BUG_BOOL_FLAG | lost_v | fail
+aio_notify | BUG_BOOL_FLAG | lost_g | fail
+aio_notify | BUG_NOTIFY_ORDER | safety | pass
+aio_notify | BUG_NOTIFY_ORDER | lost_v | fail
+aio_notify | BUG_WAIT_ORDER | safety | pass
+aio_notify | BUG_WAIT_ORDER | lost_v | fail
+aio_notify | BUG_SHARED_FD | safety | pass
+aio_notify | BUG_SHARED_FD | lost_v | fail
+aio_notify | BUG_SHARED_FD | lost_g | fail
+aio_notify | BUG_NO_DRAIN | safety | pass
+aio_notify | BUG_NO_DRAIN | no_busy_wait | fail
+aio_notify | BUG_BH_EARLY_CLEAR | safety | fail
+aio_notify | BUG_BH_EARLY_CLEAR+NO_LINK_ASSERT | lost_bh | fail
+aio_notify | BUG_REGISTER_LATE | safety | pass
+aio_notify | BUG_REGISTER_LATE | lost_v | fail
+aio_notify | BUG_V_DROPS_OWNERSHIP | safety | pass
+aio_notify | BUG_V_DROPS_OWNERSHIP | lost_v | fail
+aio_notify | ALT_V_RECHECK+BUG_V_DROPS_OWNERSHIP+SPEC_V_ENTER_AT_ADVERTISE | safety | pass
+aio_notify | ALT_V_RECHECK+BUG_V_DROPS_OWNERSHIP+SPEC_V_ENTER_AT_ADVERTISE | lost_v | pass
+aio_notify | PLAIN_RMW | lost_v | pass
+aio_notify | PLAIN_RMW | lost_g | pass
+aio_notify | TIMEOUTS+WOPS=2 | lost_v | pass
+aio_notify | TIMEOUTS+WOPS=2 | lost_g | pass
+aio_notify | TIMEOUTS+WOPS=2 | no_busy_wait | pass
+aio_notify | NV=2+WOPS=2 | safety | pass
+aio_notify | NV=2+WOPS=2 | lost_v | pass
+aio_notify | NV=2+WOPS=2 | no_busy_wait | pass
+'
+# slow rows (--full): minutes, and up to ~2 GB of memory
+rows_full='
+aio_notify | TIMEOUTS | safety | pass
+aio_notify | TIMEOUTS | lost_v | pass
+aio_notify | TIMEOUTS | lost_g | pass
+aio_notify | TIMEOUTS | lost_bh | pass
+aio_notify | TIMEOUTS | no_busy_wait | pass
+aio_notify | NV=2 | safety | pass
+aio_notify | NV=2 | lost_v | pass
+aio_notify | NV=2 | lost_g | pass
+aio_notify | NV=2 | lost_bh | pass
+aio_notify | NV=2 | no_busy_wait | pass
+aio_notify | NPOLLS=2 | lost_v | pass
+aio_notify | NPOLLS=2 | lost_g | pass
+aio_notify | NPOLLS=2 | lost_bh | pass
+aio_notify | NPOLLS=2 | no_busy_wait | pass
+'
+
+rows="$rows_quick"
+[ "$full" -eq 1 ] && rows="$rows$rows_full"
+
+# normalise: strip blanks around fields, drop empty lines, apply --only
+rows="$(printf '%s\n' "$rows" | sed -e 's/[[:space:]]*|[[:space:]]*/|/g' \
+        -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//' | grep -v '^$' || true)"
+if [ -n "$only" ]; then
+    rows="$(printf '%s\n' "$rows" | awk -F'|' -v s="$only" \
+        'index($1" "$2" "$3, s) > 0' || true)"
+fi
+if [ -z "$rows" ]; then
+    echo "run.sh: no rows selected" >&2
+    exit 1
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/aio-models.XXXXXX")"
+cleanup() {
+    if [ "$keep" -eq 1 ]; then
+        echo "build directory kept: $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+
+# ---------------------------------------------------------------------------
+# One job = one (model, variant): build, then run each of its properties.
+# Writes one result line per property to $work/<job>/results:
+#   model|variant|property|expected|got|reason|states|seconds
+# ---------------------------------------------------------------------------
+run_job() {
+    local model="$1" variant="$2" dir="$3"
+    shift 3
+    local -a flags=()
+    if [ "$variant" != "default" ]; then
+        local v
+        IFS='+' read -r -a parts <<<"$variant"
+        for v in "${parts[@]}"; do flags+=("-D$v"); done
+    fi
+    mkdir -p "$dir"
+    cp "$here/$model.pml" "$dir/"
+    cd "$dir"
+    : >results
+
+    local build_ok=1 need_safety=0 need_ltl=0 spec
+    for spec in "$@"; do
+        case "${spec%%:*}" in safety) need_safety=1 ;; *) need_ltl=1 ;; esac
+    done
+    if ! spin -a "${flags[@]}" "$model.pml" >spin.log 2>&1; then
+        build_ok=0
+    fi
+    if [ "$build_ok" -eq 1 ] && [ "$need_ltl" -eq 1 ]; then
+        gcc -w -O1 -DNFAIR=3 -o pan pan.c >gcc.log 2>&1 || build_ok=0
+    fi
+    if [ "$build_ok" -eq 1 ] && [ "$need_safety" -eq 1 ]; then
+        gcc -w -O1 -DNOCLAIM -o pan_safety pan.c >gcc_safety.log 2>&1 || build_ok=0
+    fi
+
+    local prop expected out got reason states depth t0 t1 secs
+    for spec in "$@"; do
+        prop="${spec%%:*}"
+        expected="${spec#*:}"
+        if [ "$build_ok" -ne 1 ]; then
+            echo "$model|$variant|$prop|$expected|ERROR|build failed (see $dir)|-|-" >>results
+            continue
+        fi
+        t0="$(date +%s.%N)"
+        if [ "$prop" = "safety" ]; then
+            out="$(./pan_safety -m"$DEPTH" -w20 2>&1 || true)"
+        else
+            out="$(./pan -a -f -m"$DEPTH" -w20 -N "$prop" 2>&1 || true)"
+        fi
+        t1="$(date +%s.%N)"
+        secs="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
+        printf '%s\n' "$out" >"$prop.out"
+        [ -f "$model.pml.trail" ] && mv "$model.pml.trail" "$prop.trail"
+
+        states="$(printf '%s\n' "$out" | sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' | head -n1)"
+        [ -z "$states" ] && states="-"
+        depth="$(printf '%s\n' "$out" | sed -n 's/.*depth reached \([0-9]*\).*/\1/p' | head -n1)"
+        if ! printf '%s\n' "$out" | grep -q 'errors: [0-9]'; then
+            got="ERROR"; reason="pan did not finish: $(printf '%s\n' "$out" | grep -m1 -i 'error' || true)"
+        elif printf '%s\n' "$out" | grep -q 'max search depth too small' ||
+             { [ -n "$depth" ] && [ "$depth" -ge $((DEPTH - 1)) ]; }; then
+            got="INCONCLUSIVE"; reason="depth limit $DEPTH reached"
+        elif printf '%s\n' "$out" | grep -q 'errors: 0'; then
+            got="pass"; reason=""
+        else
+            got="fail"
+            if printf '%s\n' "$out" | grep -q 'acceptance cycle'; then
+                reason="acceptance cycle"
+            elif printf '%s\n' "$out" | grep -q 'assertion violated'; then
+                reason="assertion: $(printf '%s\n' "$out" | sed -n 's/.*assertion violated \(.*\) (at depth.*/\1/p' | head -n1)"
+            elif printf '%s\n' "$out" | grep -q 'invalid end state'; then
+                reason="invalid end state (deadlock)"
+            else
+                reason="other error"
+            fi
+            # a failure only counts if it is of the kind the property checks
+            if [ "$prop" = "safety" ]; then
+                case "$reason" in assertion*|invalid*) ;; *) got="fail?";; esac
+            else
+                case "$reason" in "acceptance cycle") ;; *) got="fail?";; esac
+            fi
+        fi
+        echo "$model|$variant|$prop|$expected|$got|$reason|$states|$secs" >>results
+    done
+}
+export -f run_job
+export here DEPTH
+
+# group rows by (model, variant), keeping first-appearance order
+groups="$(printf '%s\n' "$rows" | awk -F'|' '!seen[$1"|"$2]++ { print $1"|"$2 }')"
+n=0
+joblist="$work/jobs"
+: >"$joblist"
+while IFS='|' read -r model variant; do
+    n=$((n + 1))
+    specs="$(printf '%s\n' "$rows" | awk -F'|' -v m="$model" -v v="$variant" \
+        '$1 == m && $2 == v { printf "%s:%s ", $3, $4 }')"
+    printf '%s\t%s\t%s\t%s\n' "$model" "$variant" "$work/job$(printf '%03d' "$n")" "$specs" >>"$joblist"
+done <<<"$groups"
+
+start="$(date +%s)"
+echo "run.sh: $(printf '%s\n' "$rows" | wc -l) rows in $n builds, $jobs parallel jobs, depth limit $DEPTH"
+# shellcheck disable=SC2016
+tr '\n' '\0' <"$joblist" | xargs -0 -P "$jobs" -n 1 bash -c '
+    IFS=$'"'"'\t'"'"' read -r model variant dir specs <<<"$1"
+    # shellcheck disable=SC2086
+    run_job "$model" "$variant" "$dir" $specs
+' _
+
+# ---------------------------------------------------------------------------
+# Table, in row order
+# ---------------------------------------------------------------------------
+all="$(cat "$work"/job*/results)"
+mismatch=0
+table="$work/table"
+{
+    echo "model|variant|property|expected|got|states|time(s)|note"
+    echo "-----|-------|--------|--------|---|------|-------|----"
+} >"$table"
+while IFS='|' read -r model variant prop expected; do
+    line="$(printf '%s\n' "$all" | awk -F'|' -v m="$model" -v v="$variant" -v p="$prop" \
+        '$1 == m && $2 == v && $3 == p { print; exit }')"
+    if [ -z "$line" ]; then
+        got="ERROR"; reason="no result"; states="-"; secs="-"
+    else
+        IFS='|' read -r _ _ _ _ got reason states secs <<<"$line"
+    fi
+    flag=""
+    if [ "$got" != "$expected" ]; then
+        flag="  <-- MISMATCH"
+        mismatch=$((mismatch + 1))
+    fi
+    echo "$model|$variant|$prop|$expected|$got|$states|$secs|$reason$flag" >>"$table"
+done <<<"$rows"
+column -t -s '|' -o ' | ' "$table"
+
+elapsed=$(( $(date +%s) - start ))
+if [ "$mismatch" -ne 0 ]; then
+    echo "run.sh: $mismatch verdict(s) differ from the expected ones (${elapsed}s)." >&2
+    echo "  Re-run with --keep to inspect <build dir>/jobNNN/<property>.out and .trail;" >&2
+    echo "  replay a trail with: spin -t -k <property>.trail -p -g <the same -D flags> aio_notify.pml" >&2
+    exit 1
+fi
+echo "run.sh: all verdicts as expected (${elapsed}s)."
