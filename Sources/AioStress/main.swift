@@ -15,7 +15,14 @@
 //   R  a thread asking H for work and waiting for the answer
 // Every requester waits at most 5 s per round. A round that is not served in
 // time is a lost wake-up: the harness prints the context's wake-up state
-// (notifyMe, notified, which wake-up fds are readable, pending BHs) and exits 1.
+// (notifyMe, the notify generation, which wake-up fds are readable, pending
+// BHs) and exits 1.
+//
+// The run alternates phases: all requesters at once, then each requester
+// alone. A lost wake-up in a busy phase is often rescued by someone else's
+// notify a moment later; alone, nothing rescues it, so the watchdog sees it.
+// At the end, with no work left, the loop threads must go to sleep: more than
+// 1,000 iterations in an idle second is a busy loop and also fails.
 
 import Aio
 import CGLibShim
@@ -31,7 +38,8 @@ let seconds: Double = {
     if let s = env("AIO_STRESS_SECONDS"), let v = Double(s) { return v }
     return env("AIO_STRESS") == "1" ? 600 : 60
 }()
-let roundTimeout = 5.0
+/// How long a requester waits for one round; AIO_STRESS_ROUND_TIMEOUT overrides.
+let roundTimeout: Double = Double(env("AIO_STRESS_ROUND_TIMEOUT") ?? "") ?? 2.0
 
 func now() -> Double {
     var ts = timespec()
@@ -74,7 +82,33 @@ final class Shared: Sendable {
     let request = Atomic<Int>(0)
     let answered = Event()
     let homeReady = Event()
+    /// Bit i set: requester i may work in the current phase.
+    let activeRequesters = Atomic<Int>(~0)
+    /// Requesters with a round in flight. A phase ends only once it is 0, so
+    /// a round lost in a quiet phase is never rescued by the next phase.
+    let roundsInFlight = Atomic<Int>(0)
     var stopping: Bool { stop.load(ordering: .relaxed) }
+    /// Whether requester `i` may start a round now; sleeps a little if not.
+    /// Every other round it first pauses for a random moment, so the loop
+    /// threads are caught at every stage: running, about to sleep, asleep.
+    func mayWork(_ i: Int) -> Bool {
+        if activeRequesters.load(ordering: .relaxed) & (1 << i) == 0 {
+            usleep(1_000)
+            return false
+        }
+        if Bool.random() { usleep(UInt32.random(in: 1...300)) }
+        roundsInFlight.wrappingAdd(1, ordering: .relaxed)
+        if activeRequesters.load(ordering: .relaxed) & (1 << i) == 0 {
+            // The phase ended while we paused.
+            roundsInFlight.wrappingSubtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    func roundDone() {
+        roundsInFlight.wrappingSubtract(1, ordering: .relaxed)
+    }
     var requestsStopping: Bool { stopRequests.load(ordering: .relaxed) }
 }
 let shared = Shared()
@@ -155,10 +189,10 @@ spawnLoop("H-home") { count in
 }
 _ = shared.homeReady.wait(roundTimeout)
 
-// N: notify() plus non-blocking polls, from a thread that is neither home nor owner.
+// N: non-blocking polls from a thread that is neither home nor owner. It
+// never notifies, so it cannot rescue a wake-up it stole.
 spawn("N-nonblocking") { count in
     while !shared.requestsStopping {
-        shared.ctx.notify()
         shared.ctx.poll(blocking: false)
         count.add()
         if count.value % 64 == 0 { usleep(50) }
@@ -173,10 +207,12 @@ for s in 0..<schedulerCount {
         let bh = shared.ctx.makeBottomHalf(name: "S\(s)-bh") { _ in ran.signal() }
         let oneshotRan = Event()
         while !shared.requestsStopping {
+            guard shared.mayWork(s) else { continue }
             bh.schedule()
             if !ran.wait(roundTimeout) { lostWakeup("S\(s)", "re-scheduled BH 'S\(s)-bh'") }
             shared.ctx.scheduleOneshot(name: "S\(s)-oneshot") { oneshotRan.signal() }
             if !oneshotRan.wait(roundTimeout) { lostWakeup("S\(s)", "one-shot 'S\(s)-oneshot'") }
+            shared.roundDone()
             count.add()
         }
         bh.delete()
@@ -189,9 +225,11 @@ spawn("T-timer") { count in
     let timer = shared.ctx.makeTimer(name: "T-timer") { _ in fired.signal() }
     var i = 0
     while !shared.requestsStopping {
+        guard shared.mayWork(3) else { continue }
         i += 1
         timer.schedule(after: .microseconds(50 + (i % 10) * 40))
         if !fired.wait(roundTimeout) { lostWakeup("T", "timer armed from another thread") }
+        shared.roundDone()
         count.add()
     }
     timer.cancel()
@@ -205,6 +243,7 @@ spawn("F-fdhandler") { count in
     let fds = pipeFDs
     let readable = Event()
     while !shared.requestsStopping {
+        guard shared.mayWork(4) else { continue }
         try! shared.ctx.setHandler(for: fds[0], name: "F-pipe", read: {
             var buffer = [UInt8](repeating: 0, count: 16)
             while Glibc.read(fds[0], &buffer, 16) > 0 {}
@@ -214,6 +253,7 @@ spawn("F-fdhandler") { count in
         _ = Glibc.write(fds[1], &byte, 1)
         if !readable.wait(roundTimeout) { lostWakeup("F", "fd handler added from another thread") }
         shared.ctx.removeHandler(for: fds[0])
+        shared.roundDone()
         count.add()
     }
     close(fds[0]); close(fds[1])
@@ -223,19 +263,43 @@ spawn("F-fdhandler") { count in
 spawn("R-requester") { count in
     var r = 0
     while !shared.requestsStopping {
+        guard shared.mayWork(5) else { continue }
         r += 1
         shared.request.store(r, ordering: .releasing)
         shared.ctx.notify()
         if !shared.answered.wait(roundTimeout) { lostWakeup("R", "request \(r) to the sleeping home thread") }
+        shared.roundDone()
         count.add()
     }
 }
 
 print("aio-stress: \(roles.threads.count) threads on one context for \(seconds) s")
+// Phases: everyone (3 s), then each requester alone (3 s each), repeated.
+// AIO_STRESS_ROLES (e.g. "R" or "S0,T") limits the run to those requesters.
+let requesterNames = ["S0", "S1", "S2", "T", "F", "R"]
+let requesterCount = requesterNames.count
+let allowedMask: Int = {
+    guard let list = env("AIO_STRESS_ROLES") else { return ~0 }
+    var mask = 0
+    for name in list.split(separator: ",") {
+        if let i = requesterNames.firstIndex(of: String(name)) { mask |= 1 << i }
+    }
+    return mask
+}()
 let start = now()
+var phase = 0
 while now() - start < seconds {
-    usleep(200_000)
+    let solo = phase % (requesterCount + 1)
+    shared.activeRequesters.store((solo == requesterCount ? ~0 : 1 << solo) & allowedMask, ordering: .relaxed)
+    let phaseStart = now()
+    while now() - phaseStart < 3 && now() - start < seconds { usleep(50_000) }
+    // Quiesce: no new rounds, and wait for those in flight (a lost one ends
+    // the process from its own watchdog).
+    shared.activeRequesters.store(0, ordering: .relaxed)
+    while shared.roundsInFlight.load(ordering: .relaxed) > 0 { usleep(1_000) }
+    phase += 1
 }
+shared.activeRequesters.store(allowedMask, ordering: .relaxed)
 /// Joins `threads` while kicking every sleeper; exits 1 if they do not stop.
 func joinAll(_ threads: [NativeThread], _ what: String) {
     let joined = Event()
@@ -259,6 +323,20 @@ func joinAll(_ threads: [NativeThread], _ what: String) {
 
 shared.stopRequests.store(true, ordering: .relaxed)
 joinAll(roles.requesters, "the requesters")
+
+// No busy wait: with no work left, the loop threads must go to sleep. Let
+// them settle, then count loop iterations over one idle second.
+usleep(300_000)
+let idleStart = ctx.statistics.iterations
+usleep(1_000_000)
+let idleIterations = ctx.statistics.iterations - idleStart
+print("aio-stress: \(idleIterations) loop iterations in 1 s with no work")
+if idleIterations > 1_000 {
+    print("aio-stress: BUSY LOOP: the loop threads keep running with no work to do")
+    print("aio-stress: \(ctx.debugState)")
+    fflush(nil)
+    _exit(1)
+}
 shared.stop.store(true, ordering: .relaxed)
 joinAll(roles.loopThreads, "the loop threads")
 while ctx.poll(blocking: false) {}

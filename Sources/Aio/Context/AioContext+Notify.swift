@@ -12,6 +12,14 @@ extension AioContext {
         // [notify-publish] releasing: the work published before notify (a BH
         // link, a timer change, a condition) is visible to a poll that reads
         // the new generation with its acquiring snapshot.
+        #if AIO_FAULT_NOTIFY_ORDER
+        // FAULT: notifyMe is read before the notification is published.
+        let waitingEarly = notifyMe.load(ordering: .relaxed)
+        faultWindow()
+        notifyGeneration.wrappingAdd(1, ordering: .releasing)
+        if waitingEarly != 0 { wake(waitingEarly) }
+        return
+        #endif
         notifyGeneration.wrappingAdd(1, ordering: .releasing)
         // [dekker-notify] The new generation and the work must be visible
         // before we read `notifyMe`. Pairs with [dekker-wait] in
@@ -22,6 +30,11 @@ extension AioContext {
         // a lost wake-up. Model: Models/aio_notify.pml, BUG_NOTIFY_ORDER.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let waiting = notifyMe.load(ordering: .relaxed)
+        #if AIO_FAULT_SKIP_WRITE
+        // FAULT: no write if a notification is already pending (BUG2 of
+        // QEMU's aio_notify_accept.promela).
+        if faultNotified.exchange(true, ordering: .relaxed) { return }
+        #endif
         if waiting != 0 {
             wake(waiting)
         }
@@ -32,6 +45,12 @@ extension AioContext {
     /// who sleeps now (Models/aio_notify.pml, BUG_SKIP_WRITE).
     @inline(never)
     func wake(_ waiting: UInt32) {
+        #if AIO_FAULT_SHARED_FD
+        // FAULT: QEMU's single eventfd for every sleeper (see WaitSlot).
+        glibNotifier.set()
+        stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
+        return
+        #endif
         if waiting & 1 != 0 {
             glibNotifier.set()
             stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
@@ -71,6 +90,10 @@ final class WaitSlot: @unchecked Sendable {
     let notifier: EventNotifier
     let buffers = PollBuffers()
     init() throws(AioError) { notifier = try EventNotifier() }
+    #if AIO_FAULT_SHARED_FD
+    // FAULT: every native waiter sleeps on, and drains, one shared eventfd.
+    init(shared: EventNotifier) { notifier = shared }
+    #endif
 }
 
 /// The private wake-up fds of the native polls that are about to block or are
@@ -90,6 +113,9 @@ final class WaiterRegistry: @unchecked Sendable {
     private let lock = PThreadMutex()
     private var advertised: [WaitSlot] = []
     private var free: [WaitSlot] = []
+    #if AIO_FAULT_SHARED_FD
+    var sharedNotifier: EventNotifier?
+    #endif
 
     init() throws(AioError) {
         // One slot up front covers the usual single poller without a syscall
@@ -107,6 +133,9 @@ final class WaiterRegistry: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         let slot: WaitSlot
+        #if AIO_FAULT_SHARED_FD
+        if let shared = sharedNotifier { slot = WaitSlot(shared: shared); if advertise { advertised.append(slot) }; return slot }
+        #endif
         if let reused = free.popLast() {
             slot = reused
         } else {
@@ -135,6 +164,12 @@ final class WaiterRegistry: @unchecked Sendable {
         defer { lock.unlock() }
         free.append(slot)
     }
+
+    #if AIO_FAULT_STEAL
+    func faultDrainAll() {
+        lock.withLock { for slot in advertised { slot.notifier.testAndClear() } }
+    }
+    #endif
 
     /// Writes every advertised slot; returns how many writes it made.
     func wakeAll() -> Int {

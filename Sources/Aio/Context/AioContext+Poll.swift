@@ -57,7 +57,14 @@ extension AioContext {
         let current = notifyGeneration.load(ordering: .acquiring)
         // Sleep only if nothing was notified since this thread last came out
         // of a poll here (or since the caller's token). Unknown: do not sleep.
+        #if AIO_FAULT_CLEAR_AFTER
+        // FAULT: the wake-up indication is taken after looking for work, so a
+        // notify between the look and the snapshot is swallowed (seed 000).
+        _ = current
+        var seen: UInt64 = 0
+        #else
         let seen = snapshot ?? memory.generation(for: serial) ?? (current &- 1)
+        #endif
         defer {
             // The caller checks its conditions after we return; a notify after
             // this point keeps its next poll awake.
@@ -66,19 +73,38 @@ extension AioContext {
 
         let watchesFDs = handlers.registeredCount.load(ordering: .relaxed) > 0
         var timeoutNs: Int64 = blocking ? computeTimeoutNs() : 0
+        #if AIO_FAULT_CLEAR_AFTER
+        faultWindow()
+        seen = notifyGeneration.load(ordering: .acquiring)
+        #endif
         var slot: WaitSlot? = nil
         if timeoutNs != 0 {
             let waiter = waiters.takeSlot(advertise: true)
             slot = waiter
+            #if AIO_FAULT_WAIT_ORDER
+            // FAULT: the generation is read before advertising.
+            let generationBeforeAdvertising = notifyGeneration.load(ordering: .relaxed)
+            faultWindow()
+            #endif
+            #if AIO_FAULT_BOOL_FLAG
+            // FAULT: one "a thread may sleep" flag for every waiter (seed 003).
+            notifyMe.store(1, ordering: .relaxed)
+            #else
             notifyMe.wrappingAdd(2, ordering: .relaxed)
+            #endif
             // [dekker-wait] Our advertisement must be visible before we read
-            // `notified` and, through the timeout computed above, the work.
+            // the notify generation and, through the timeout computed above, the work.
             // Pairs with [dekker-notify] in `notify()`. An explicit fence, not
             // the RMW's ordering: relaxed loads after an RMW are not ordered by
             // it on ARM (QEMU 2023). Without it: a lost wake-up.
             // Model: Models/aio_notify.pml, BUG_WAIT_ORDER.
             atomicMemoryFence(ordering: .sequentiallyConsistent)
-            if notifyGeneration.load(ordering: .relaxed) != seen {
+            #if AIO_FAULT_WAIT_ORDER
+            let generationNow = generationBeforeAdvertising
+            #else
+            let generationNow = notifyGeneration.load(ordering: .relaxed)
+            #endif
+            if generationNow != seen {
                 // Work (or a state change) was announced after we looked:
                 // do not sleep.
                 timeoutNs = 0
@@ -90,22 +116,42 @@ extension AioContext {
                 woken = handlers.wait(buffers: waiter.buffers, wakeFD: waiter.notifier.fd,
                                       timeoutNs: timeoutNs)
                 ownership.reacquire(depth: depth)
+                #if AIO_FAULT_SKIP_WRITE
+                // QEMU 2018's accept: only after a real wait.
+                faultNotified.store(false, ordering: .relaxed)
+                atomicMemoryFence(ordering: .sequentiallyConsistent)
+                #endif
             } else if watchesFDs {
                 _ = handlers.wait(buffers: waiter.buffers, wakeFD: nil, timeoutNs: 0)
             }
             waiters.withdraw(waiter)
             // [wait-end] releasing: the wait is over before we stop advertising.
+            #if AIO_FAULT_BOOL_FLAG
+            notifyMe.store(0, ordering: .releasing)
+            #else
             notifyMe.wrappingSubtract(2, ordering: .releasing)
+            #endif
+            #if !AIO_FAULT_NO_DRAIN
             if woken {
                 // Our own wake-up, which no other thread reads or drains.
                 // Not progress.
                 waiter.notifier.testAndClear()
             }
+            #else
+            // FAULT: the wake-up is never drained; every later wait returns
+            // at once (a busy loop).
+            _ = woken
+            #endif
         } else if watchesFDs {
             let poller = waiters.takeSlot(advertise: false)
             slot = poller
             _ = handlers.wait(buffers: poller.buffers, wakeFD: nil, timeoutNs: 0)
         }
+        #if AIO_FAULT_STEAL
+        // FAULT: a poll that did not sleep consumes the wake-ups of the
+        // threads that do (seed 004).
+        if timeoutNs == 0 && !blocking { faultStealWakeups() }
+        #endif
         var progress = bhPoll()
         if let slot {
             progress = dispatchHandlers(slot.buffers.ready) || progress
@@ -159,6 +205,23 @@ extension AioContext {
     func bhPoll() -> Bool {
         bhList.takeAll()
         var progress = false
+        #if AIO_FAULT_BH_EARLY_CLEAR
+        // FAULT: PENDING is cleared before the BH is unlinked, so a concurrent
+        // schedule links it again while the dispatcher still owns its `next`.
+        while let node = bhList.queueHead {
+            let bh = node.takeUnretainedValue()
+            let old = bh.flags.bitwiseAnd(~(BHFlags.pending | BHFlags.scheduled | BHFlags.idle),
+                                          ordering: .acquiringAndReleasing).oldValue
+            _ = bhList.popFront()
+            if old & BHFlags.scheduled != 0 && old & BHFlags.deleted == 0 {
+                if old & BHFlags.idle == 0 { progress = true }
+                Counters.bump(stats.bhRuns)
+                bh.run()
+            }
+            if old & (BHFlags.deleted | BHFlags.oneshot) != 0 { free(bh) }
+        }
+        return progress
+        #endif
         while let bh = bhList.popFront() {
             // [bh-flags] acquiring-and-releasing, after the unlink in popFront:
             // a concurrent schedule that sees PENDING clear re-links the BH

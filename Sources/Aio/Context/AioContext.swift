@@ -136,6 +136,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         handlers.ownerRef = self
         virtualClock.context = self
         for list in timerLists { list.context = self }
+        #if AIO_FAULT_SHARED_FD
+        waiters.sharedNotifier = glibNotifier
+        #endif
         Self.tightenTimerSlack()
     }
 

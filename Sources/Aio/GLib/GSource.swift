@@ -41,7 +41,12 @@ private func aioSourcePrepare(_ source: UnsafeMutablePointer<GSource>?,
 
 private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolean {
     let ctx = owner(source)
-    let revents = g_source_query_unix_fd(source, shim(source).pointee.notifier_tag)
+    // GLib's query walks the source's fd list without the context lock, while
+    // another thread's g_source_add/remove_unix_fd (under the handler table's
+    // lock) may be changing that list: query under the same lock.
+    let revents = ctx.handlers.withLock {
+        g_source_query_unix_fd(source, shim(source).pointee.notifier_tag)
+    }
     return ctx.gsourceCheck(source, notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0)
         ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
 }
@@ -129,7 +134,11 @@ extension AioContext {
     func gsourcePrepare() -> Int32 {
         ownership.acquire()
         defer { _ = ownership.release() }
+        #if AIO_FAULT_BOOL_FLAG
+        notifyMe.store(1, ordering: .relaxed)
+        #else
         notifyMe.bitwiseOr(1, ordering: .relaxed)
+        #endif
         // [dekker-wait] (GLib edge) Bit 0 must be visible before we look at the
         // work; pairs with [dekker-notify] in `notify()`. Without it GLib can
         // sleep with a BH pending. Model: BUG_WAIT_ORDER.
@@ -151,8 +160,17 @@ extension AioContext {
         ownership.acquire()
         defer { _ = ownership.release() }
         // [wait-end] releasing: GLib's poll is over before we stop advertising.
+        #if AIO_FAULT_BOOL_FLAG
+        notifyMe.store(0, ordering: .releasing)
+        #else
         notifyMe.bitwiseAnd(~1, ordering: .releasing)
-        if notifierReadable {
+        #endif
+        #if AIO_FAULT_NO_DRAIN
+        let drain = false
+        #else
+        let drain = notifierReadable
+        #endif
+        if drain {
             // Only GLib's check drains the GLib notifier (BUG_STEAL). GLib
             // needs no generation snapshot: prepare looks for work after
             // advertising, and any later notify writes this fd. Not progress.

@@ -1,0 +1,39 @@
+// Fault injection: each AIO_FAULT_<NAME> compile-time condition re-introduces
+// one historical lost wake-up (or its translation to this design) so that
+// scripts/fault-matrix.sh can show the stress harness catches it. None is
+// ever set in a normal build; the names match the bug variants of
+// Models/aio_notify.pml.
+//
+//   AIO_FAULT_CLEAR_AFTER       seed 000: the wake-up indication is taken after looking for work
+//   AIO_FAULT_SKIP_WRITE        BUG2 of QEMU's aio_notify_accept.promela: no write while a notification is pending
+//   AIO_FAULT_STEAL             seed 004: a poll that does not sleep drains the sleepers' wake-ups
+//   AIO_FAULT_BOOL_FLAG         seed 003: one boolean instead of the notifyMe counter and bit
+//   AIO_FAULT_NOTIFY_ORDER      notify reads notifyMe before publishing (the missing fence)
+//   AIO_FAULT_WAIT_ORDER        a waiter reads the generation before advertising
+//   AIO_FAULT_SHARED_FD         QEMU's single eventfd shared by every sleeper
+//   AIO_FAULT_NO_DRAIN          nobody drains their wake-up fd: a busy loop
+//   AIO_FAULT_BH_EARLY_CLEAR    PENDING cleared before the BH is unlinked
+import Synchronization
+
+#if AIO_FAULT_SKIP_WRITE
+/// QEMU's pre-2020 shared `notified` flag, only for the SKIP_WRITE fault.
+let faultNotified = Atomic<Bool>(false)
+#endif
+
+#if AIO_FAULT_NOTIFY_ORDER || AIO_FAULT_WAIT_ORDER || AIO_FAULT_CLEAR_AFTER
+/// Widens the race window of a reordering fault so the fault matrix sees it
+/// within a minute; in real code the same window is a few instructions wide.
+private let faultSpin = Atomic<Int>(0)
+@inline(never) func faultWindow() {
+    for _ in 0..<2_000 { _ = faultSpin.load(ordering: .relaxed) }
+}
+#endif
+
+#if AIO_FAULT_STEAL
+extension AioContext {
+    func faultStealWakeups() {
+        glibNotifier.testAndClear()
+        waiters.faultDrainAll()
+    }
+}
+#endif

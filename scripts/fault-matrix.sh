@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds aio-stress once per injected fault (-DAIO_FAULT_<NAME>, see
+# Sources/Aio/Context/FaultInjection.swift), runs it for at most
+# FAULT_SECONDS (default 60), and prints one row per fault: detected?, and
+# seconds to detect. The correct build must pass. Exits non-zero if any
+# fault goes undetected or the correct build fails.
+#
+#   bash scripts/fault-matrix.sh                 # every fault
+#   bash scripts/fault-matrix.sh STEAL NO_DRAIN  # a subset
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+all=(CLEAR_AFTER SKIP_WRITE STEAL BOOL_FLAG NOTIFY_ORDER WAIT_ORDER SHARED_FD NO_DRAIN BH_EARLY_CLEAR)
+faults=("$@")
+[ ${#faults[@]} -eq 0 ] && faults=("${all[@]}")
+seconds=${FAULT_SECONDS:-60}
+scratch=.build-fault
+logs=$(mktemp -d)
+status=0
+
+run_one() {  # name, extra swiftc flags...
+    local name=$1; shift
+    if ! swift build --scratch-path "$scratch" --product aio-stress "$@" >"$logs/$name.build" 2>&1; then
+        printf '| %-16s | build failed | - | see %s |\n' "$name" "$logs/$name.build"
+        status=1
+        return
+    fi
+    local bin
+    bin=$(swift build --scratch-path "$scratch" --product aio-stress "$@" --show-bin-path)/aio-stress
+    local start end rc
+    start=$(date +%s%N)
+    AIO_STRESS_SECONDS=$seconds timeout $((seconds + 30)) "$bin" >"$logs/$name.out" 2>&1
+    rc=$?
+    end=$(date +%s%N)
+    local took how
+    took=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+    how=$(grep -oE 'LOST WAKE-UP in role [A-Z0-9]+|BUSY LOOP|did not stop|Fatal error[^\n]{0,60}' "$logs/$name.out" | head -1)
+    [ -z "$how" ] && [ $rc -ne 0 ] && how="exit status $rc"
+    [ -z "$how" ] && how="passed"
+    if [ "$name" = none ]; then
+        [ $rc -eq 0 ] && verdict="passes (correct)" || { verdict="FAILED"; status=1; }
+        printf '| %-16s | %-16s | %6s | %s |\n' "$name" "$verdict" "$took" "$how"
+    else
+        [ $rc -ne 0 ] && verdict="detected" || { verdict="NOT DETECTED"; status=1; }
+        printf '| %-16s | %-16s | %6s | %s |\n' "$name" "$verdict" "$took" "$how"
+    fi
+}
+
+printf '| fault            | verdict          | seconds | how |\n'
+printf '|------------------|------------------|--------:|-----|\n'
+for f in "${faults[@]}"; do
+    run_one "$f" -Xswiftc "-DAIO_FAULT_$f"
+done
+FAULT_SECONDS_SAVED=$seconds
+seconds=${CORRECT_SECONDS:-20}
+run_one none
+seconds=$FAULT_SECONDS_SAVED
+echo "(logs in $logs)"
+exit $status
