@@ -1,6 +1,8 @@
 /*
- * aio_notify.pml: SPIN model of the AioContext notify protocol as the Swift
- * library implements it (per-waiter wake-up fds; not QEMU's shared eventfd).
+ * aio_notify.pml: SPIN model of the AioContext notify protocol as first
+ * specified for the Swift library: per-waiter wake-up fds (not QEMU's shared
+ * eventfd) and one shared `notified` flag. The tree has since replaced that
+ * flag with per-thread notify generations: see aio_notify_gen.pml.
  * README.md explains the results; run.sh knows the expected verdict of every
  * variant.
  *
@@ -100,6 +102,9 @@
  *   TIMEOUTS          V's wait and GLib's poll may each return early once
  *   NV=2              two native waiters (V and the home thread H)
  *   WOPS=n, NPOLLS=n  more worker operations / non-blocking polls
+ *  Exploration only (not in run.sh; see README.md, finding 4):
+ *   WFOREVER          the worker never stops
+ *   FAIR_LOCK         the ownership lock is a FIFO ticket lock
  *
  * Written for this project. Not derived from QEMU's docs/spin models, which
  * describe QEMU's 2015 protocol.

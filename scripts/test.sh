@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# The whole test suite: the Promela models, the Swift tests (debug), the same
-# tests under ThreadSanitizer, and every example run to completion.
-# Installs what it needs first. AIO_STRESS=1 selects the long stress runs.
+# The whole test suite, as CI runs it:
+#   1. the Promela models of the wake-up protocol and their bug variants;
+#   2. swift test (debug);
+#   3. the stress harness (60 s; AIO_STRESS=1 for the 10-minute run);
+#   4. swift test and the stress harness under ThreadSanitizer;
+#   5. swift test under AddressSanitizer + LeakSanitizer;
+#   6. the fault matrix: every re-injected historical bug must be detected;
+#   7. every example, run to completion.
+# Installs what it needs first. Each sanitizer gets its own scratch path
+# (switching sanitizers otherwise rebuilds everything), and a sanitizer report
+# only changes the exit code, so exit codes are what count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -16,10 +24,24 @@ fi
 step "swift test"
 swift test
 
+step "aio-stress (every thread role on one context)"
+swift build --product aio-stress
+swift run --skip-build aio-stress
+
 step "swift test under ThreadSanitizer"
-# A TSan report only changes the exit code (66), so the exit code is what counts.
-# Separate scratch path: switching sanitizers otherwise rebuilds everything.
 swift test --scratch-path .build-tsan --sanitize=thread
+
+step "aio-stress under ThreadSanitizer"
+swift build --scratch-path .build-tsan --sanitize=thread --product aio-stress
+AIO_STRESS_SECONDS=30 AIO_STRESS_ROUND_TIMEOUT=5 \
+    swift run --scratch-path .build-tsan --sanitize=thread --skip-build aio-stress
+
+step "swift test under AddressSanitizer and LeakSanitizer"
+LSAN_OPTIONS="suppressions=$PWD/lsan.supp" \
+    swift test --scratch-path .build-asan --sanitize=address -Xswiftc -use-ld=lld
+
+step "fault matrix: each re-injected historical bug must be detected"
+bash scripts/fault-matrix.sh
 
 step "examples"
 swift build --product GLibDemo

@@ -259,6 +259,35 @@ spawn("F-fdhandler") { count in
     close(fds[0]); close(fds[1])
 }
 
+// B0, B1: two threads hammering one shared BH with schedule() without waiting
+// in between, so re-schedules race with its dequeue (PENDING cleared only
+// after the unlink); each round then waits until it has run again.
+final class Hammer: Sendable {
+    let runs = Atomic<Int>(0)
+    let ran = Event()
+}
+let hammer = Hammer()
+let hammered = ctx.makeBottomHalf(name: "B-shared") { _ in
+    hammer.runs.wrappingAdd(1, ordering: .releasing)
+    hammer.ran.signal()
+}
+for b in 0..<2 {
+    spawn("B\(b)-hammer") { count in
+        while !shared.requestsStopping {
+            guard shared.mayWork(6 + b) else { continue }
+            let before = hammer.runs.load(ordering: .acquiring)
+            for _ in 0..<200 { hammered.schedule() }
+            let deadline = now() + roundTimeout
+            while hammer.runs.load(ordering: .acquiring) == before {
+                if now() > deadline { lostWakeup("B\(b)", "shared BH 'B-shared' re-scheduled 200 times") }
+                _ = hammer.ran.wait(0.01)
+            }
+            shared.roundDone()
+            count.add()
+        }
+    }
+}
+
 // R: asks the home thread for work only it does, and waits for the answer.
 spawn("R-requester") { count in
     var r = 0
@@ -276,7 +305,7 @@ spawn("R-requester") { count in
 print("aio-stress: \(roles.threads.count) threads on one context for \(seconds) s")
 // Phases: everyone (3 s), then each requester alone (3 s each), repeated.
 // AIO_STRESS_ROLES (e.g. "R" or "S0,T") limits the run to those requesters.
-let requesterNames = ["S0", "S1", "S2", "T", "F", "R"]
+let requesterNames = ["S0", "S1", "S2", "T", "F", "R", "B0", "B1"]
 let requesterCount = requesterNames.count
 let allowedMask: Int = {
     guard let list = env("AIO_STRESS_ROLES") else { return ~0 }
@@ -287,16 +316,31 @@ let allowedMask: Int = {
     return mask
 }()
 let start = now()
+// The phases, as bit masks over requesterNames: R alone first (the role that
+// no other role can rescue), the two hammers together, each other one alone,
+// then everyone.
+let phases: [Int] = [1 << 5, 1 << 6 | 1 << 7, 1 << 4, 1 << 3, 1 << 0, 1 << 1, 1 << 2, ~0]
 var phase = 0
 while now() - start < seconds {
-    let solo = phase % (requesterCount + 1)
-    shared.activeRequesters.store((solo == requesterCount ? ~0 : 1 << solo) & allowedMask, ordering: .relaxed)
+    shared.activeRequesters.store(phases[phase % phases.count] & allowedMask, ordering: .relaxed)
     let phaseStart = now()
     while now() - phaseStart < 3 && now() - start < seconds { usleep(50_000) }
     // Quiesce: no new rounds, and wait for those in flight (a lost one ends
     // the process from its own watchdog).
     shared.activeRequesters.store(0, ordering: .relaxed)
     while shared.roundsInFlight.load(ordering: .relaxed) > 0 { usleep(1_000) }
+    // No busy wait: with no work in flight the loop threads must sleep. The
+    // non-blocking poller keeps polling, so count blocking waits, not polls.
+    usleep(50_000)
+    let waitsBefore = ctx.statistics.blockingWaits
+    usleep(200_000)
+    let idleWaits = ctx.statistics.blockingWaits - waitsBefore
+    if idleWaits > 200 {
+        print("aio-stress: BUSY LOOP: \(idleWaits) blocking waits in 200 ms with no work; the loop threads do not sleep")
+        print("aio-stress: \(ctx.debugState)")
+        fflush(nil)
+        _exit(1)
+    }
     phase += 1
 }
 shared.activeRequesters.store(allowedMask, ordering: .relaxed)
@@ -339,6 +383,7 @@ if idleIterations > 1_000 {
 }
 shared.stop.store(true, ordering: .relaxed)
 joinAll(roles.loopThreads, "the loop threads")
+hammered.delete()
 while ctx.poll(blocking: false) {}
 ctx.detach()
 while g_main_context_iteration(mainContext.raw, 0) != 0 {}

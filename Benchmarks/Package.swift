@@ -1,0 +1,20 @@
+// swift-tools-version:6.1
+// Benchmarks live in their own package so that their dependencies never
+// enter the library's graph. Run from this directory:
+//   swift run -c release aio-bench            # every benchmark, 3 runs each
+//   swift run -c release aio-bench fds timers # a subset
+import PackageDescription
+
+let package = Package(
+    name: "swift-aio-benchmarks",
+    dependencies: [
+        .package(path: ".."),
+    ],
+    targets: [
+        .executableTarget(
+            name: "aio-bench",
+            dependencies: [.product(name: "Aio", package: "swift-aio")],
+            path: "Sources/AioBench"
+        ),
+    ]
+)
