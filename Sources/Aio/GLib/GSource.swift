@@ -34,9 +34,9 @@ private func owner(_ source: UnsafeMutablePointer<GSource>?) -> AioContext {
 private func aioSourcePrepare(_ source: UnsafeMutablePointer<GSource>?,
                               _ timeout: UnsafeMutablePointer<gint>?) -> gboolean {
     let ctx = owner(source)
-    let ms = ctx.gsourcePrepare()
+    let (ready, ms) = ctx.gsourcePrepare()
     timeout?.pointee = ms
-    return ms == 0 ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
+    return ready ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
 }
 
 private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolean {
@@ -129,19 +129,27 @@ extension AioContext {
     public var gSource: UnsafeMutablePointer<GSource>? { attachment.withLock { $0 } }
 
     /// GSource prepare: advertise that GLib may sleep, then say how long.
-    /// Returns the timeout in ms (0: ready now, -1: no limit).
+    /// Returns readiness and the timeout in ms (-1: no limit).
     /// QEMU: `aio_ctx_prepare()`.
-    func gsourcePrepare() -> Int32 {
+    func gsourcePrepare() -> (ready: Bool, timeoutMs: Int32) {
         ownership.acquire()
         defer { _ = ownership.release() }
+        // The GLib thread's notify memory, as in a native poll: a notify since
+        // this thread's last iteration returned keeps it awake, so a caller
+        // iterating `while !done { g_main_context_iteration(ctx, TRUE) }`
+        // cannot sleep through `done = true; notify()` made between its check
+        // and this prepare. [accept] acquiring, pairs with [notify-publish].
+        let memory = ThreadNotifyMemory.current
+        let current = notifyGeneration.load(ordering: .acquiring)
+        let seen = memory.generation(for: serial) ?? (current &- 1)
         #if AIO_FAULT_BOOL_FLAG
         notifyMe.store(1, ordering: .relaxed)
         #else
         notifyMe.bitwiseOr(1, ordering: .relaxed)
         #endif
         // [dekker-wait] (GLib edge) Bit 0 must be visible before we look at the
-        // work; pairs with [dekker-notify] in `notify()`. Without it GLib can
-        // sleep with a BH pending. Model: BUG_WAIT_ORDER.
+        // work and the generation; pairs with [dekker-notify] in `notify()`.
+        // Without it GLib can sleep with a BH pending. Model: BUG_WAIT_ORDER.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let ms = GLibTimeout.milliseconds(fromNs: computeTimeoutNs())
         if ms == 0 {
@@ -150,8 +158,21 @@ extension AioContext {
             // made by the dispatch that follows would write the eventfd for a
             // GLib that is not asleep (and make the next iteration dispatch).
             notifyMe.bitwiseAnd(~1, ordering: .releasing)
+            return (ready: true, timeoutMs: 0)
         }
-        return ms
+        if notifyGeneration.load(ordering: .relaxed) != seen {
+            // Notified since this thread's last iteration: do not let GLib
+            // sleep, but do not claim readiness either (a bare notify is not
+            // a dispatch). GLib polls with a zero timeout and calls check.
+            return (ready: false, timeoutMs: 0)
+        }
+        return (ready: false, timeoutMs: ms)
+    }
+
+    /// Records, for the calling (GLib) thread, the notify generation its
+    /// iteration has now seen. End of check and of dispatch.
+    private func rememberGeneration() {
+        ThreadNotifyMemory.current.remember(notifyGeneration.load(ordering: .acquiring), for: serial)
     }
 
     /// GSource check: stop advertising, take our wake-up, report readiness.
@@ -180,6 +201,7 @@ extension AioContext {
         // earns a dispatch; so does a ready handler or a due timer.
         let handlersReady = handlers.registeredCount.load(ordering: .relaxed) > 0
             && handlers.glibCheck(source)
+        rememberGeneration()
         return bhList.hasEntries || handlersReady || timerDue()
     }
 
@@ -199,6 +221,7 @@ extension AioContext {
             waiters.returnSlot(slot)
         }
         _ = runTimers()
+        rememberGeneration()
     }
 
     /// Called from finalize: if no newer source has been attached, clear a bit
