@@ -95,11 +95,15 @@ final class PollMonitor: FDMonitor {
         let ready = buffers.pollfds.withUnsafeMutableBufferPointer { fds in
             table.ppollOrTrap(fds.baseAddress!, count: fds.count, timeoutNs: timeoutNs)
         }
-        if ready == 0 { return false }
-        for i in first..<buffers.pollfds.count where buffers.pollfds[i].revents != 0 {
-            buffers.ready.append(buffers.polled[i - first], buffers.pollfds[i].revents)
+        if ready > 0 {
+            for i in first..<buffers.pollfds.count where buffers.pollfds[i].revents != 0 {
+                buffers.ready.append(buffers.polled[i - first], buffers.pollfds[i].revents)
+            }
         }
-        return wakeFD != nil && buffers.pollfds[0].revents & Int16(POLLIN) != 0
+        // Let go of the nodes: a slot outlives this poll, and a node it kept
+        // would keep its callbacks (and what they capture) alive.
+        buffers.polled.removeAll(keepingCapacity: true)
+        return ready > 0 && wakeFD != nil && buffers.pollfds[0].revents & Int16(POLLIN) != 0
     }
 
     private func sleepFor(ns: Int64) {
