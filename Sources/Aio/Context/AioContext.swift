@@ -115,6 +115,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// The context's virtual clock. Thread-safe.
     public let virtualClock: VirtualClock
 
+    /// The thread pool, once created. Protected by its lock.
+    let poolStorage = Locked<ThreadPool?>(nil)
+
     /// Where warnings go (a descriptor closed behind the loop's back, a
     /// handler making the loop spin, an epoll fallback). Protected by its lock.
     private let warningSink = Locked<@Sendable (String) -> Void>(AioContext.printWarning)
@@ -308,6 +311,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     // MARK: Teardown
 
     private func tearDown() {
+        poolStorage.withLock { $0 }?.tearDown()
         for list in timerLists { list.tearDown() }
         var leaks: [String] = []
         bhList.takeAll()

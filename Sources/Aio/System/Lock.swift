@@ -40,6 +40,11 @@ final class PThreadMutex: @unchecked Sendable {
         defer { unlock() }
         return try body()
     }
+
+    /// The raw mutex, for pthread_cond_wait. The caller must hold the lock.
+    func withRawMutex<R>(_ body: (UnsafeMutablePointer<pthread_mutex_t>) -> R) -> R {
+        body(mutex)
+    }
 }
 
 /// A value protected by a ``PThreadMutex``.
@@ -61,4 +66,41 @@ final class Locked<Value>: @unchecked Sendable {
 @inline(__always)
 func currentThreadID() -> UInt {
     UInt(bitPattern: Int(bitPattern: UInt(pthread_self())))
+}
+
+/// A pthread condition variable on CLOCK_MONOTONIC, used with a
+/// ``PThreadMutex`` the caller holds.
+final class PThreadCondition: @unchecked Sendable {
+    // SAFETY: allocated once, initialised in init, destroyed in deinit.
+    private let cond: UnsafeMutablePointer<pthread_cond_t>
+
+    init() {
+        cond = .allocate(capacity: 1)
+        cond.initialize(to: pthread_cond_t())
+        var attr = pthread_condattr_t()
+        pthread_condattr_init(&attr)
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
+        let rc = pthread_cond_init(cond, &attr)
+        pthread_condattr_destroy(&attr)
+        precondition(rc == 0, "pthread_cond_init failed: \(rc)")
+    }
+
+    deinit {
+        pthread_cond_destroy(cond)
+        cond.deallocate()
+    }
+
+    func signal() { pthread_cond_signal(cond) }
+    func broadcast() { pthread_cond_broadcast(cond) }
+
+    /// Waits until signalled or until the monotonic clock reaches
+    /// `deadlineNs`. Returns false on timeout.
+    func wait(_ mutex: PThreadMutex, untilNs deadlineNs: Int64) -> Bool {
+        var ts = timespec(tv_sec: Int(deadlineNs / 1_000_000_000), tv_nsec: Int(deadlineNs % 1_000_000_000))
+        return mutex.withRawMutex { pthread_cond_timedwait(cond, $0, &ts) } != ETIMEDOUT
+    }
+
+    func wait(_ mutex: PThreadMutex) {
+        _ = mutex.withRawMutex { pthread_cond_wait(cond, $0) }
+    }
 }

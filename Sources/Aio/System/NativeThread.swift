@@ -11,7 +11,7 @@ public final class NativeThread: @unchecked Sendable {
     /// The name given at creation (truncated to 15 bytes for the kernel).
     public let name: String
 
-    private final class Start {
+    fileprivate final class Start {
         let name: String
         let body: @Sendable () -> Void
         init(name: String, body: @escaping @Sendable () -> Void) { self.name = name; self.body = body }
@@ -26,6 +26,29 @@ public final class NativeThread: @unchecked Sendable {
         // SAFETY: the +1 on `start` is balanced by takeRetainedValue in the trampoline,
         // or below if pthread_create fails.
         let rc = pthread_create(&handle, nil, { raw in
+            let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
+            let shortName = String(decoding: start.name.utf8.prefix(15), as: UTF8.self)
+            _ = aio_shim_pthread_setname_np(pthread_self(), shortName)
+            start.body()
+            return nil
+        }, start.toOpaque())
+        if rc != 0 {
+            start.release()
+            throw .system(SystemCallError(call: "pthread_create", errno: rc))
+        }
+    }
+
+    /// Starts a thread that nobody joins: its resources go back to the system
+    /// when `body` returns. Used for pool workers, which exit on their own.
+    static func detached(name: String, _ body: @escaping @Sendable () -> Void) throws(AioError) {
+        let start = Unmanaged.passRetained(Start(name: name, body: body))
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+        defer { pthread_attr_destroy(&attr) }
+        var handle: pthread_t = 0
+        // SAFETY: as in init.
+        let rc = pthread_create(&handle, &attr, { raw in
             let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
             let shortName = String(decoding: start.name.utf8.prefix(15), as: UTF8.self)
             _ = aio_shim_pthread_setname_np(pthread_self(), shortName)
