@@ -99,6 +99,50 @@ func timerLateness(percentile: Double, gsource: Bool = false) -> Double {
     return Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * percentile))]) / 1000
 }
 
+/// Thread pool: submit→completion throughput for empty jobs, in jobs/s.
+func poolThroughput() -> Double {
+    let ctx = try! AioContext(name: "bench-pool")
+    final class Box: @unchecked Sendable { var done = 0 }
+    let box = Box()
+    let jobs = smoke ? 2_000 : 200_000
+    let batch = 1_000
+    let start = nowNs()
+    var submitted = 0
+    while box.done < jobs {
+        // Keep up to `batch` jobs in flight, as a real submitter would.
+        while submitted < jobs && submitted - box.done < batch {
+            ctx.threadPool.submit({ 0 }, completion: { _ in box.done += 1 })
+            submitted += 1
+        }
+        ctx.poll(blocking: true)
+    }
+    let seconds = Double(nowNs() - start) / 1e9
+    ctx.threadPool.shutdown()
+    return Double(jobs) / seconds
+}
+
+/// One-shot round trip to an IOThread, in µs (p50 or p99): post a one-shot
+/// that writes an eventfd back, and wait for it.
+func ioThreadRoundTrip(percentile: Double) -> Double {
+    let io = try! IOThread(name: "bench-io")
+    try! io.start()
+    let back = try! EventNotifier()
+    var samples: [Int64] = []
+    let rounds = smoke ? 200 : 20_000
+    var entry = pollfd(fd: back.fd, events: Int16(POLLIN), revents: 0)
+    for _ in 0..<rounds {
+        let start = nowNs()
+        io.context.scheduleOneshot { back.set() }
+        while Glibc.poll(&entry, 1, -1) != 1 {}
+        back.testAndClear()
+        samples.append(nowNs() - start)
+    }
+    io.stop()
+    io.join()
+    samples.sort()
+    return Double(samples[min(samples.count - 1, Int(Double(samples.count) * percentile))]) / 1000
+}
+
 let selected = Set(CommandLine.arguments.dropFirst())
 func wants(_ name: String) -> Bool { selected.isEmpty || selected.contains(name) }
 
@@ -113,4 +157,11 @@ if wants("timers") {
     record("(f) timer lateness, native, p99", "µs") { timerLateness(percentile: 0.99) }
     record("(f) timer lateness, GSource, p50", "µs") { timerLateness(percentile: 0.5, gsource: true) }
     record("(f) timer lateness, GSource, p99", "µs") { timerLateness(percentile: 0.99, gsource: true) }
+}
+if wants("pool") {
+    record("thread pool, empty jobs, submit to completion", "jobs/s") { poolThroughput() }
+}
+if wants("iothread") {
+    record("one-shot round trip to an IOThread, p50", "µs") { ioThreadRoundTrip(percentile: 0.5) }
+    record("one-shot round trip to an IOThread, p99", "µs") { ioThreadRoundTrip(percentile: 0.99) }
 }
