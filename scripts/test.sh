@@ -6,7 +6,8 @@
 #   4. swift test and the stress harness under ThreadSanitizer;
 #   5. swift test under AddressSanitizer + LeakSanitizer;
 #   6. the fault matrix: every re-injected historical bug must be detected;
-#   7. every example, run to completion.
+#   7. every example, run to completion;
+#   8. the benchmark package: built, and a smoke run with small sizes.
 # Installs what it needs first. Each sanitizer gets its own scratch path
 # (switching sanitizers otherwise rebuilds everything), and a sanitizer report
 # only changes the exit code, so exit codes are what count.
@@ -47,3 +48,6 @@ step "examples"
 swift build --product GLibDemo
 timeout 60 swift run --skip-build GLibDemo >/dev/null
 echo "GLibDemo ran to completion"
+
+step "benchmarks: build and a smoke run (small sizes, no assertions on speed)"
+(cd Benchmarks && swift build -c release --product aio-bench && BENCH_SMOKE=1 RUNS=1 .build/release/aio-bench)
