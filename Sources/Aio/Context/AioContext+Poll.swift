@@ -152,14 +152,19 @@ extension AioContext {
         // threads that do (seed 004).
         if timeoutNs == 0 && !blocking { faultStealWakeups() }
         #endif
+        return dispatchAll(readyIn: slot)
+    }
+
+    /// BHs, then the handlers found ready (their slot goes back to the pool),
+    /// then timers: QEMU's order. Returns progress. Owner-only.
+    func dispatchAll(readyIn slot: WaitSlot?) -> Bool {
         var progress = bhPoll()
         if let slot {
             progress = dispatchHandlers(slot.buffers.ready) || progress
             slot.buffers.ready.clear()
             waiters.returnSlot(slot)
         }
-        progress = runTimers() || progress
-        return progress
+        return runTimers() || progress
     }
 
     /// Traps unless the calling thread may block in poll (ownership rule).

@@ -214,13 +214,7 @@ extension AioContext {
         let slot = handlers.registeredCount.load(ordering: .relaxed) > 0
             ? waiters.takeSlot(advertise: false) : nil
         if let slot { handlers.glibCollect(into: slot.buffers.ready) }
-        _ = bhPoll()
-        if let slot {
-            _ = dispatchHandlers(slot.buffers.ready)
-            slot.buffers.ready.clear()
-            waiters.returnSlot(slot)
-        }
-        _ = runTimers()
+        _ = dispatchAll(readyIn: slot)
         rememberGeneration()
     }
 

@@ -25,13 +25,7 @@ public final class NativeThread: @unchecked Sendable {
         let start = Unmanaged.passRetained(Start(name: name, body: body))
         // SAFETY: the +1 on `start` is balanced by takeRetainedValue in the trampoline,
         // or below if pthread_create fails.
-        let rc = pthread_create(&handle, nil, { raw in
-            let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
-            let shortName = String(decoding: start.name.utf8.prefix(15), as: UTF8.self)
-            _ = aio_shim_pthread_setname_np(pthread_self(), shortName)
-            start.body()
-            return nil
-        }, start.toOpaque())
+        let rc = pthread_create(&handle, nil, nativeThreadEntry, start.toOpaque())
         if rc != 0 {
             start.release()
             throw .system(SystemCallError(call: "pthread_create", errno: rc))
@@ -47,14 +41,7 @@ public final class NativeThread: @unchecked Sendable {
         pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
         defer { pthread_attr_destroy(&attr) }
         var handle: pthread_t = 0
-        // SAFETY: as in init.
-        let rc = pthread_create(&handle, &attr, { raw in
-            let start = Unmanaged<Start>.fromOpaque(raw!).takeRetainedValue()
-            let shortName = String(decoding: start.name.utf8.prefix(15), as: UTF8.self)
-            _ = aio_shim_pthread_setname_np(pthread_self(), shortName)
-            start.body()
-            return nil
-        }, start.toOpaque())
+        let rc = pthread_create(&handle, &attr, nativeThreadEntry, start.toOpaque())
         if rc != 0 {
             start.release()
             throw .system(SystemCallError(call: "pthread_create", errno: rc))
@@ -73,4 +60,15 @@ public final class NativeThread: @unchecked Sendable {
                      "NativeThread '\(name)': a thread cannot join itself")
         pthread_join(handle, nil)
     }
+}
+
+/// The start routine of every NativeThread: names the thread and runs its body.
+private func nativeThreadEntry(_ raw: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
+    // SAFETY: balances the passRetained of the thread's Start in
+    // NativeThread.init / detached.
+    let start = Unmanaged<NativeThread.Start>.fromOpaque(raw!).takeRetainedValue()
+    let shortName = String(decoding: start.name.utf8.prefix(15), as: UTF8.self)
+    _ = aio_shim_pthread_setname_np(pthread_self(), shortName)
+    start.body()
+    return nil
 }
