@@ -85,7 +85,7 @@ struct GSourceTests {
         h.finish()
     }
 
-    @Test("a context attached to the default main context runs under a GMainLoop", .serialized)
+    @Test("a context attached to the default main context runs under a GMainLoop")
     func defaultContextMainLoop() throws {
         let ctx = try AioContext(name: "default")
         ctx.attach(to: nil)

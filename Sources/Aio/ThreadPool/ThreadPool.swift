@@ -329,8 +329,12 @@ public class ThreadPoolRequest: @unchecked Sendable {
 }
 
 final class TypedRequest<T: Sendable>: ThreadPoolRequest, @unchecked Sendable {
-    let work: @Sendable () throws -> T
-    let completion: @Sendable (Result<T, any Error>) -> Void
+    /// Dropped once run, so what it captured goes away with it. Worker only.
+    private var work: (@Sendable () throws -> T)?
+    /// Dropped once called: a caller that keeps the request (for cancel)
+    /// while the completion captures the caller makes no cycle. Context
+    /// thread only.
+    private var completion: (@Sendable (Result<T, any Error>) -> Void)?
     /// Written by the worker before `state` becomes done [pool-done].
     private var result: Result<T, any Error>?
 
@@ -342,10 +346,15 @@ final class TypedRequest<T: Sendable>: ThreadPoolRequest, @unchecked Sendable {
     }
 
     override func execute() {
+        guard let work else { return }
         result = Result { try work() }
+        self.work = nil
     }
 
     override func deliver(cancelled: Bool) {
+        guard let completion else { return }
+        self.completion = nil
+        work = nil
         if cancelled {
             completion(.failure(CancellationError()))
         } else if let failure {
@@ -353,6 +362,7 @@ final class TypedRequest<T: Sendable>: ThreadPoolRequest, @unchecked Sendable {
         } else {
             completion(result!)
         }
+        result = nil
     }
 }
 
