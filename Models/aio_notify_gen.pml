@@ -1,49 +1,104 @@
 /*
  * aio_notify_gen.pml: the notify protocol as the tree implements it since
  * commit 9ee7679 ("Notify generation with per-thread memory instead of a
- * shared notified flag"). aio_notify.pml models the earlier protocol with one
- * shared `notified` flag. This file replaces that flag with a generation
- * counter plus per-thread memory, and follows the current Swift code:
+ * shared notified flag") and commit 7dc0979 ("GSource prepare honours the
+ * GLib thread's notify memory"). aio_notify.pml models the earlier protocol
+ * with one shared `notified` flag. This file replaces that flag with a
+ * generation counter plus per-thread memory, and follows the current Swift
+ * code. README.md explains the results; run.sh knows the expected verdicts.
  *
- * Sources/Aio/Context/AioContext+Notify.swift: notify()
- *   N1  notifyGeneration += 1 (releasing)
- *   N2  full fence
+ * By hand (pass the same -D flags to every command):
+ *     spin -a [-DVARIANT ...] aio_notify_gen.pml
+ *     gcc -O1 -DNFAIR=3 -o pan pan.c && ./pan -a -f -m200000 -w20 -N lost_g
+ *     gcc -O0 -DNOCLAIM -DSAFETY -o pan_safety pan.c && ./pan_safety -m200000 -w20
+ *     spin -t -p -g [-DVARIANT ...] aio_notify_gen.pml      (replay a trail)
+ *
+ * The model is sequentially consistent: "full fence" is a comment, and the
+ * FAULT_*_ORDER switches write out the reordering a missing fence allows.
+ *
+ * The generation: every reader only asks "has notifyGeneration moved since
+ * my reference value?" (its ThreadNotifyMemory entry, or V's token). So
+ * instead of a counter the model keeps that answer, one bit per reader:
+ * vNew[i] for V, gNew for G. notify() sets them all in its generation bump
+ * (N1); a thread clears its own when it remembers the generation (Q7, C3,
+ * D) or takes a token (T1). An unknown memory (current - 1) starts as true.
+ * Exact as long as the counter does not wrap; a counter mod 16 plus a copy
+ * per thread made the state space three times bigger.
+ * Atomicity: an ownership acquire is merged with the step after it (an
+ * acquire commutes to the right), a release with the step before it (it
+ * commutes to the left), and a branch on a local with its first step.
+ * Everything else is one step per shared access, as in the code.
+ *
+ * ---------------------------------------------------------------------------
+ * Model step -> Swift code
+ * ---------------------------------------------------------------------------
+ * Sources/Aio/Context/AioContext+Notify.swift: notify(), inline notify()
+ *   N1  notifyGeneration.wrappingAdd(1, releasing): every vNew[i], gNew = true
+ *   N2  full fence [dekker-notify]
  *   N3  m = notifyMe; m == 0: return
- *   N4  m & 1: write the GLib notifier (glibFd)
- *   N5  m >= 2: registry lock, write every advertised slot (waiters.wakeAll)
+ *   N4  m & 1: wake(): write the GLib notifier (glibFd)
+ *   N5  m >= 2: wake(): waiters.wakeAll(), under the registry lock, writes
+ *       every advertised slot
+ *
+ * Sources/Aio/Context/AioContext+Notify.swift: notifyToken (V_TOKEN only)
+ *   T1  tok = notifyGeneration (acquiring): vNew[me] = false. Taken by
+ *       V's caller BEFORE it checks its condition (T2), then passed to
+ *       poll(blocking:unlessNotifiedSince:). FAULT_TOKEN_LATE swaps T1, T2.
  *
  * Sources/Aio/Context/AioContext+Poll.swift: pollOnce(), proctype V
  *   Q1  ownership.acquire()
- *   Q2  seen = the generation this thread remembered when its last poll here
- *       returned (ThreadNotifyMemory); unknown context: current - 1, i.e.
- *       "notified", so the first poll does not sleep
+ *   Q2  seen = the caller's token (V_TOKEN), else
+ *       ThreadNotifyMemory.current.generation(for: serial), the generation
+ *       this thread remembered when its last poll here returned; unknown
+ *       context: current - 1, i.e. "notified", so that poll does not sleep
  *   Q3  timeout = computeTimeoutNs(): 0 if a BH is scheduled
- *   Q4  timeout != 0: takeSlot(advertise) (register), notifyMe += 2, full
- *       fence, generationNow = notifyGeneration; generationNow != seen: do
- *       not sleep. Otherwise ownership.releaseAll(), wait on the slot fd,
+ *   Q4  timeout != 0: waiters.takeSlot(advertise: true) (register),
+ *       notifyMe += 2, full fence [dekker-wait], generationNow =
+ *       notifyGeneration; generationNow != seen: do not sleep. Otherwise
+ *       ownership.releaseAll(), handlers.wait on the slot fd,
  *       ownership.reacquire()
- *   Q5  withdraw the slot; notifyMe -= 2 (releasing); woken: drain the slot
+ *   Q5  waiters.withdraw; notifyMe -= 2 (releasing); woken: testAndClear
  *   Q6  bhPoll() (run_bhs)
- *   Q7  (defer) remember notifyGeneration for this thread
+ *   Q7  (defer) memory.remember(notifyGeneration) for this thread. With
+ *       V_TOKEN, V never reads its memory, so the store is left out.
  *   Q8  (defer) ownership.release()
- *   C   the caller checks its own condition after the poll returns: needV,
- *       "work only V can do"
+ *   C   V's caller checks its own condition: needV, "work only V can do".
+ *       After the poll returns (plain poll(blocking: true)), or at T2.
  *   By default V takes ownership per call (the home thread's pattern). With
  *   V_HOLDS_OWNERSHIP it holds ownership across calls, as a non-home owner
  *   that called acquire() does; the wait then releases all of it.
  *   proctype N: pollOnce(blocking: false): acquire, no advertising, bhPoll,
  *   release. Its memory is its own, so it is not modelled.
  *
- * Sources/Aio/GLib/GSource.swift: proctype G
- *   P1  prepare: acquire; notifyMe |= 1; full fence
- *   P2  ready = computeTimeoutNs() == 0 (a BH) or needG (G's own pending
- *       work); ready: notifyMe &= ~1 at once (GLib will skip check); release
- *   GP  GLib's poll: ready: timeout 0 and no check. Otherwise wait until
- *       glibFd is readable; rev = its revents
- *   C1  check: acquire; notifyMe &= ~1 (releasing); rev: drain glibFd;
- *       ready = a BH or needG; release. GLib also dispatches when check says
- *       FALSE but the unix fd (g_source_add_unix_fd) had revents.
- *   D   dispatch: acquire; bhPoll; G's own work (needG); release
+ * Sources/Aio/GLib/GSource.swift: proctype G, the GLib thread, whose caller
+ * runs `while true { check needG; g_main_context_iteration(ctx, TRUE) }`
+ *   L   G's caller checks its own condition: needG, "work only G can do"
+ *       (clearing it = doing that work), before every GLib iteration. In
+ *       the model: once before the loop, then at the end of each iteration
+ *   P1  gsourcePrepare: ownership.acquire(); current = notifyGeneration
+ *       (acquiring); seen = ThreadNotifyMemory.current.generation(for:
+ *       serial) ?? current - 1 (in the model: gNew)
+ *   P2  notifyMe |= 1; full fence [dekker-wait]
+ *   P3  ms = computeTimeoutNs(): 0 if a BH is scheduled. ms == 0:
+ *       notifyMe &= ~1 (releasing), return (TRUE, 0)
+ *   P4  notifyGeneration != seen: return (FALSE, 0): GLib must not sleep,
+ *       but calls check. Otherwise return (FALSE, ms). Release (defer).
+ *       FAULT_G_NO_MEMORY: P1's memory and P4's comparison are left out,
+ *       as in QEMU's aio_ctx_prepare()
+ *   GP  GLib's poll, no ownership held. After prepare returned TRUE: timeout
+ *       0 and no check (gmain.c calls check only for sources not yet
+ *       G_SOURCE_READY), so bit 0 was cleared in P3. Timeout 0: rev = glibFd
+ *       readable now. Otherwise wait until glibFd is readable; rev = true
+ *   C1  gsourceCheck: ownership.acquire(); notifyMe &= ~1 (releasing)
+ *   C2  notifierReadable (rev): glibNotifier.testAndClear()
+ *   C3  rememberGeneration(): remember notifyGeneration for this thread
+ *       (gNew = false)
+ *   C4  ready = bhList.hasEntries (|| handlers || timerDue()); release.
+ *       GLib dispatches when check returns TRUE, and also when it returns
+ *       FALSE but the unix fd (g_source_add_unix_fd) had revents (rev).
+ *   D   gsourceDispatch: ownership.acquire(); bhPoll(); runTimers();
+ *       rememberGeneration() (gNew = false); release
+ *   G holds ownership inside each callback, never across GP.
  *
  * Sources/Aio/BottomHalves/BHList.swift: schedule() and run_bhs(), the same
  * as in aio_notify.pml (S1-S3, R1-R3).
@@ -51,9 +106,11 @@
  * Switches that mirror the tree's AIO_FAULT_* fault injections (and must
  * fail): FAULT_NOTIFY_ORDER, FAULT_WAIT_ORDER, FAULT_CLEAR_AFTER,
  * FAULT_SKIP_WRITE, FAULT_STEAL, FAULT_BOOL_FLAG, FAULT_SHARED_FD,
- * FAULT_NO_DRAIN. Plus FAULT_UNKNOWN_IS_SEEN (an unknown context counts as
- * "already seen"). Variations that must pass: V_HOLDS_OWNERSHIP, TIMEOUTS,
- * NV=2, NPOLLS=n, WOPS=n.
+ * FAULT_NO_DRAIN. Model-only faults (must fail): FAULT_UNKNOWN_IS_SEEN (an
+ * unknown context counts as "already seen"), FAULT_G_NO_MEMORY (prepare
+ * ignores the generation), FAULT_TOKEN_LATE (the token is taken after the
+ * condition check). Variations that must pass: V_HOLDS_OWNERSHIP, V_TOKEN,
+ * TIMEOUTS, NV=2, NPOLLS=n, WOPS=n.
  *
  * Written for this project; not derived from QEMU's models.
  */
@@ -68,7 +125,12 @@
 #define NPOLLS 1
 #endif
 #define NBH 2
-#define GENMOD 16       /* generation modulo; > the notifies in any run */
+
+#ifdef FAULT_TOKEN_LATE
+#ifndef V_TOKEN
+#define V_TOKEN
+#endif
+#endif
 
 #define FREE  0
 #define OWN_G 1
@@ -77,12 +139,17 @@
 
 byte owner = FREE;
 byte notifyMe = 0;
-byte gen = 0;           /* notifyGeneration */
+/* notifyGeneration, kept relative to each reader: vNew[i] / gNew is
+ * "notifyGeneration != the value this thread compares against" (its memory,
+ * or V's token). notify() sets them all in its generation bump; the thread
+ * clears its own when it remembers (or takes a token). No wrap-around. */
+bool vNew[NV];
+bool gNew = true;       /* G's memory starts unknown: current - 1 */
 bool glibFd = false;
 bool slotFd[NV];
 bool registered[NV];
 bool needV[NV];         /* V's caller condition */
-bool needG = false;     /* G's own pending work, seen by prepare */
+bool needG = false;     /* G's caller condition */
 
 byte head = 0;
 byte next[NBH + 1];
@@ -109,7 +176,6 @@ byte gTimeouts = 1;
 #define BH_SCHEDULED \
     ((head != 0 && sched[head]) || \
      (head != 0 && next[head] != 0 && sched[next[head]]))
-#define G_READY         (BH_SCHEDULED || needG)
 
 #ifdef FAULT_BOOL_FLAG
 /* AIO_FAULT_BOOL_FLAG: one "a thread may sleep" flag (seed 003) */
@@ -130,6 +196,12 @@ byte gTimeouts = 1;
 #define VFD(me)         glibFd
 #else
 #define VFD(me)         slotFd[me]
+#endif
+
+#if NV > 1
+#define GEN_BUMP        vNew[0] = true; vNew[1] = true; gNew = true
+#else
+#define GEN_BUMP        vNew[0] = true; gNew = true
 #endif
 
 inline write_registered(i)
@@ -153,9 +225,9 @@ inline notify(m, i, was)
     /* AIO_FAULT_NOTIFY_ORDER: notifyMe is read before the new generation is
      * published */
     m = notifyMe;
-    gen = (gen + 1) % GENMOD;
+    atomic { GEN_BUMP };
 #else
-    gen = (gen + 1) % GENMOD;                               /* N1 */
+    atomic { GEN_BUMP };                                    /* N1 */
     /* N2: full fence */
     m = notifyMe;                                           /* N3 */
 #endif
@@ -219,47 +291,54 @@ inline run_bhs(who, list, bh)
 /* ---- native blocking poller (V; H too when NV == 2) ---- */
 proctype V(byte me)
 {
-    byte seen, mem, list, bh;
-    bool known, ready, ws;
+    byte list, bh;
+#ifdef FAULT_UNKNOWN_IS_SEEN
+    bool known;
+#endif
+    bool ready, ws;
 
 #ifdef V_HOLDS_OWNERSHIP
     ACQUIRE(OWN_V + me);      /* acquire() before polling; pollOnce nests */
 #endif
 poll:
+#ifdef V_TOKEN
+#ifdef FAULT_TOKEN_LATE
+    /* FAULT_TOKEN_LATE: the caller checks its condition, then takes the
+     * token: a change plus notify in between is slept through */
+    needV[me] = false;                                      /* T2 */
+    vNew[me] = false;                                       /* T1 */
+#else
+    vNew[me] = false;                                       /* T1: notifyToken */
+    needV[me] = false;                                      /* T2: C */
+#endif
+#endif
 #ifndef V_HOLDS_OWNERSHIP
     ACQUIRE(OWN_V + me);                                    /* Q1 */
 #endif
-#ifdef FAULT_CLEAR_AFTER
-    /* AIO_FAULT_CLEAR_AFTER: the indication is taken after looking for work
-     * (seed 000): a notify between the look and the snapshot is swallowed */
-    ready = BH_SCHEDULED;                                   /* Q3 */
-    seen = gen;                                             /* Q2 */
-#else
-    atomic {                                                /* Q2 */
-        if
+    /* Q2: seen = token, or memory, or current - 1 if unknown; kept in vNew */
 #ifdef FAULT_UNKNOWN_IS_SEEN
-        /* FAULT_UNKNOWN_IS_SEEN: an unknown context counts as "nothing new":
-         * a notify before this thread's first poll is slept through */
-        :: !known -> seen = gen
-#else
-        :: !known -> seen = (gen + GENMOD - 1) % GENMOD
+    /* FAULT_UNKNOWN_IS_SEEN: an unknown context counts as "nothing new"
+     * (seen = current): a notify before this thread's first poll is slept
+     * through */
+    atomic { if :: !known -> vNew[me] = false; known = true :: else -> skip fi };
 #endif
-        :: known -> seen = mem
-        fi
-    };
     ready = BH_SCHEDULED;                                   /* Q3 */
+#ifdef FAULT_CLEAR_AFTER
+    /* AIO_FAULT_CLEAR_AFTER: seen = current, taken after looking for work
+     * (seed 000): a notify between the look and the snapshot is swallowed */
+    vNew[me] = false;
 #endif
     if
-    :: atomic { ready -> ready = false; seen = 0 }          /* timeout 0 */
+    :: atomic { ready -> ready = false }                    /* timeout 0 */
     :: atomic { !ready -> registered[me] = true };          /* Q4: takeSlot */
 #ifdef FAULT_WAIT_ORDER
         /* AIO_FAULT_WAIT_ORDER: the generation is read before advertising */
-        atomic { ws = (gen != seen); seen = 0 };
+        ws = vNew[me];
         ADV_V_ADD;
 #else
         ADV_V_ADD;
         /* full fence */
-        atomic { ws = (gen != seen); seen = 0 };
+        ws = vNew[me];                                      /* generationNow != seen */
 #endif
         if
         :: atomic { ws -> ws = false }                      /* notified: no sleep */
@@ -286,50 +365,72 @@ endwait:
 #endif
     fi;
     run_bhs(OWN_V + me, list, bh);                          /* Q6 */
-    atomic { mem = gen; known = true };                     /* Q7: remember */
-#ifndef V_HOLDS_OWNERSHIP
-    RELEASE(OWN_V + me);                                    /* Q8 */
+    atomic {
+#ifndef V_TOKEN
+        vNew[me] = false;                                   /* Q7: remember */
 #endif
+#ifndef V_HOLDS_OWNERSHIP
+        RELEASE(OWN_V + me);                                /* Q8 */
+#endif
+        skip
+    };
+#ifndef V_TOKEN
     needV[me] = false;                                      /* C: caller's check */
+#endif
     goto poll
 }
 
 /* ---- GLib thread ---- */
 active proctype G()
 {
-    bool ready, rev;
     byte list, bh;
+    bool ready, zero, rev;
 
+    needG = false;                                          /* L: caller's check */
     do
     ::
-        ACQUIRE(OWN_G);
-        ADV_G_SET;                                          /* P1 */
+        /* P1 (seen: gNew) + P2; the acquire commutes to the right */
+        ACQUIRE_AND(OWN_G, ADV_G_SET);
         /* full fence */
+        ready = BH_SCHEDULED;                               /* P3 */
         if
-        :: atomic { G_READY -> ready = true; ADV_G_CLEAR; RELEASE(OWN_G) }    /* P2 */
-        :: atomic { !G_READY -> gWaiting = true; RELEASE(OWN_G) };
+        :: atomic { ready -> ADV_G_CLEAR; RELEASE(OWN_G) }  /* P3: (TRUE, 0) */
+        :: atomic { !ready ->                               /* P4 */
+#ifndef FAULT_G_NO_MEMORY
+               zero = gNew;                                 /* generation != seen */
+#endif
+               if
+               :: zero -> skip                              /* (FALSE, 0) */
+               :: else -> gWaiting = true                   /* (FALSE, -1) */
+               fi;
+               RELEASE(OWN_G) };
 endpoll:
             if
-            :: atomic { glibFd -> rev = true }              /* GP */
+            :: atomic { zero -> rev = glibFd; zero = false }    /* GP: timeout 0 */
+            :: atomic { !zero && glibFd -> rev = true }     /* GP: woken */
 #ifdef TIMEOUTS
-            :: atomic { gTimeouts > 0 -> gTimeouts--; rev = glibFd }
+            :: atomic { !zero && gTimeouts > 0 -> gTimeouts--; rev = glibFd }
 #endif
             fi;
-            ACQUIRE_AND(OWN_G, gWaiting = false);           /* C1 */
-            ADV_G_CLEAR;
+            ACQUIRE_AND(OWN_G, gWaiting = false; ADV_G_CLEAR);  /* C1 */
 #ifndef FAULT_NO_DRAIN
-            if
-            :: rev -> glibFd = false
-            :: else -> skip
-            fi;
+            atomic { if :: rev -> glibFd = false :: else -> skip fi };    /* C2 */
 #endif
-            atomic { ready = (G_READY || rev); rev = false; RELEASE(OWN_G) }
+#ifndef FAULT_G_NO_MEMORY
+            gNew = false;                                   /* C3: remember */
+#endif
+            atomic { ready = (BH_SCHEDULED || rev); rev = false; RELEASE(OWN_G) } /* C4 */
         fi;
         if
         :: atomic { ready && owner == FREE -> owner = OWN_G };  /* D */
             run_bhs(OWN_G, list, bh);
-            atomic { needG = false; ready = false; RELEASE(OWN_G) }
-        :: atomic { !ready -> skip }
+            atomic {                                        /* D: remember, release */
+#ifndef FAULT_G_NO_MEMORY
+                gNew = false;
+#endif
+                ready = false; RELEASE(OWN_G) };
+            needG = false                                   /* L: caller's check */
+        :: atomic { !ready -> needG = false }               /* L: caller's check */
         fi
     od
 }
@@ -386,8 +487,10 @@ active proctype W()
 init
 {
     atomic {
+        vNew[0] = true;         /* V's memory starts unknown: current - 1 */
         run V(0);
 #if NV > 1
+        vNew[1] = true;
         run V(1);
 #endif
     }

@@ -71,8 +71,10 @@ aio_notify | default | no_busy_wait | pass
 aio_notify | SPEC_AS_BRIEFED | safety | pass
 aio_notify | SPEC_AS_BRIEFED | lost_v | fail
 aio_notify | SPEC_AS_BRIEFED | lost_g | fail
+aio_notify | SPEC_G_PREPARE_BH_ONLY | safety | pass
 aio_notify | SPEC_G_PREPARE_BH_ONLY | lost_g | fail
 aio_notify | SPEC_G_CHECK_BH_ONLY+WOPS=2 | lost_g | pass
+aio_notify | SPEC_V_ENTER_AT_ADVERTISE | safety | pass
 aio_notify | SPEC_V_ENTER_AT_ADVERTISE | lost_v | fail
 aio_notify | BUG_CLEAR_AFTER | safety | pass
 aio_notify | BUG_CLEAR_AFTER | lost_v | fail
@@ -96,6 +98,7 @@ aio_notify | BUG_SHARED_FD | lost_g | fail
 aio_notify | BUG_NO_DRAIN | safety | pass
 aio_notify | BUG_NO_DRAIN | no_busy_wait | fail
 aio_notify | BUG_BH_EARLY_CLEAR | safety | fail
+aio_notify | BUG_BH_EARLY_CLEAR+NO_LINK_ASSERT | safety | pass
 aio_notify | BUG_BH_EARLY_CLEAR+NO_LINK_ASSERT | lost_bh | fail
 aio_notify | BUG_REGISTER_LATE | safety | pass
 aio_notify | BUG_REGISTER_LATE | lost_v | fail
@@ -105,11 +108,11 @@ aio_notify | ALT_V_RECHECK+BUG_V_DROPS_OWNERSHIP+SPEC_V_ENTER_AT_ADVERTISE+WOPS=
 aio_notify | ALT_V_RECHECK+BUG_V_DROPS_OWNERSHIP+SPEC_V_ENTER_AT_ADVERTISE+WOPS=2 | lost_v | pass
 aio_notify | PLAIN_RMW+WOPS=2 | lost_v | pass
 aio_notify | PLAIN_RMW+WOPS=2 | lost_g | pass
-aio_notify_gen | default | safety | pass
-aio_notify_gen | default | lost_v | pass
-aio_notify_gen | default | lost_g | pass
-aio_notify_gen | default | lost_bh | pass
-aio_notify_gen | default | no_busy_wait | pass
+aio_notify_gen | WOPS=2 | safety | pass
+aio_notify_gen | WOPS=2 | lost_v | pass
+aio_notify_gen | WOPS=2 | lost_g | pass
+aio_notify_gen | WOPS=2 | lost_bh | pass
+aio_notify_gen | WOPS=2 | no_busy_wait | pass
 aio_notify_gen | V_HOLDS_OWNERSHIP+WOPS=2 | safety | pass
 aio_notify_gen | V_HOLDS_OWNERSHIP+WOPS=2 | lost_v | pass
 aio_notify_gen | FAULT_NOTIFY_ORDER+WOPS=2 | safety | pass
@@ -130,6 +133,10 @@ aio_notify_gen | FAULT_NO_DRAIN+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_NO_DRAIN+WOPS=2 | no_busy_wait | fail
 aio_notify_gen | FAULT_UNKNOWN_IS_SEEN+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_UNKNOWN_IS_SEEN+WOPS=2 | lost_v | fail
+aio_notify_gen | FAULT_G_NO_MEMORY+WOPS=2 | safety | pass
+aio_notify_gen | FAULT_G_NO_MEMORY+WOPS=2 | lost_g | fail
+aio_notify_gen | FAULT_TOKEN_LATE+WOPS=2 | safety | pass
+aio_notify_gen | FAULT_TOKEN_LATE+WOPS=2 | lost_v | fail
 '
 # slow rows (--full): minutes, and up to ~2 GB of memory. Some WOPS=2 rows
 # above at the default WOPS=3, and the bigger configurations.
@@ -165,10 +172,20 @@ aio_notify | NPOLLS=2 | lost_v | pass
 aio_notify | NPOLLS=2 | lost_g | pass
 aio_notify | NPOLLS=2 | lost_bh | pass
 aio_notify | NPOLLS=2 | no_busy_wait | pass
+aio_notify_gen | default | safety | pass
+aio_notify_gen | default | lost_v | pass
+aio_notify_gen | default | lost_g | pass
+aio_notify_gen | default | lost_bh | pass
+aio_notify_gen | default | no_busy_wait | pass
 aio_notify_gen | V_HOLDS_OWNERSHIP | lost_v | pass
 aio_notify_gen | V_HOLDS_OWNERSHIP | lost_g | pass
 aio_notify_gen | V_HOLDS_OWNERSHIP | lost_bh | pass
 aio_notify_gen | V_HOLDS_OWNERSHIP | no_busy_wait | pass
+aio_notify_gen | V_TOKEN | safety | pass
+aio_notify_gen | V_TOKEN | lost_v | pass
+aio_notify_gen | V_TOKEN | lost_g | pass
+aio_notify_gen | V_TOKEN | lost_bh | pass
+aio_notify_gen | V_TOKEN | no_busy_wait | pass
 aio_notify_gen | TIMEOUTS+WOPS=2 | lost_v | pass
 aio_notify_gen | TIMEOUTS+WOPS=2 | lost_g | pass
 aio_notify_gen | TIMEOUTS+WOPS=2 | no_busy_wait | pass
