@@ -27,7 +27,7 @@ extension AioContext {
         // the waiter sees the new generation (or the work) and does not sleep,
         // or we see its advertisement and write its wake-up fd. An explicit
         // fence, not the RMW's ordering (QEMU's 2023 ARM lesson). Without it:
-        // a lost wake-up. Model: Models/aio_notify.pml, BUG_NOTIFY_ORDER.
+        // a lost wake-up. Model: Models/aio_notify_gen.pml, FAULT_NOTIFY_ORDER.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let waiting = notifyMe.load(ordering: .relaxed)
         #if AIO_FAULT_SKIP_WRITE
@@ -42,7 +42,7 @@ extension AioContext {
 
     /// Writes the wake-up fd of every advertised sleeper. Never skipped
     /// because an earlier notify is still unseen: that says nothing about
-    /// who sleeps now (Models/aio_notify.pml, BUG_SKIP_WRITE).
+    /// who sleeps now (Models/aio_notify_gen.pml, FAULT_SKIP_WRITE).
     @inline(never)
     func wake(_ waiting: UInt32) {
         #if AIO_FAULT_SHARED_FD
@@ -68,6 +68,8 @@ extension AioContext {
     /// cannot be missed between the check and the sleep.
     ///
     /// Thread-safe. QEMU has no equivalent: only one thread polls there.
+    /// Model: Models/aio_notify_gen.pml, FAULT_TOKEN_LATE (a token taken
+    /// after the check).
     public var notifyToken: NotifyToken {
         // [accept] acquiring: whatever a notify published before the
         // generation we read is visible to the caller's condition check and
@@ -104,7 +106,7 @@ final class WaitSlot: @unchecked Sendable {
 /// shared eventfd lets one sleeper drain the wake-up another needed (the
 /// GLib thread and an owner thread in a native poll at the same time, seed
 /// 000/003); private fds make that impossible by construction
-/// (Models/aio_notify.pml, BUG_SHARED_FD). The registry lock is only taken on
+/// (Models/aio_notify.pml BUG_SHARED_FD, Models/aio_notify_gen.pml FAULT_SHARED_FD). The registry lock is only taken on
 /// the slow path (a poll that sleeps or watches fds, and a notify that must
 /// wake a sleeper, next to a syscall); scheduling and notifying with nobody
 /// asleep never touch it.

@@ -54,6 +54,9 @@ extension AioContext {
         let memory = ThreadNotifyMemory.current
         // [accept] acquiring, pairs with [notify-publish]: what a notify
         // published before this generation is visible to the look below.
+        // Model: Models/aio_notify_gen.pml, FAULT_CLEAR_AFTER (snapshot after
+        // the look) and FAULT_UNKNOWN_IS_SEEN (an unknown thread must count
+        // as notified).
         let current = notifyGeneration.load(ordering: .acquiring)
         // Sleep only if nothing was notified since this thread last came out
         // of a poll here (or since the caller's token). Unknown: do not sleep.
@@ -97,7 +100,7 @@ extension AioContext {
             // Pairs with [dekker-notify] in `notify()`. An explicit fence, not
             // the RMW's ordering: relaxed loads after an RMW are not ordered by
             // it on ARM (QEMU 2023). Without it: a lost wake-up.
-            // Model: Models/aio_notify.pml, BUG_WAIT_ORDER.
+            // Model: Models/aio_notify_gen.pml, FAULT_WAIT_ORDER.
             atomicMemoryFence(ordering: .sequentiallyConsistent)
             #if AIO_FAULT_WAIT_ORDER
             let generationNow = generationBeforeAdvertising
@@ -232,7 +235,7 @@ extension AioContext {
             // a concurrent schedule that sees PENDING clear re-links the BH
             // only after our unlink (releasing), and the callback sees what the
             // scheduler published before setting SCHEDULED (acquiring).
-            // Model: BUG_BH_EARLY_CLEAR.
+            // Model: Models/aio_notify.pml, BUG_BH_EARLY_CLEAR.
             let old = bh.flags.bitwiseAnd(
                 ~(BHFlags.pending | BHFlags.scheduled | BHFlags.idle),
                 ordering: .acquiringAndReleasing).oldValue

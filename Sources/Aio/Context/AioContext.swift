@@ -53,8 +53,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// [dekker-notify] in ``notify()``. Lowering uses release ordering: the wait
     /// is over before we stop advertising.
     ///
-    /// Checked by Models/aio_notify.pml; variants BUG_BOOL_FLAG (one flag for
-    /// two waiters), BUG_WAIT_ORDER (reading `notified` before advertising).
+    /// Checked by Models/aio_notify_gen.pml; variants FAULT_BOOL_FLAG (one
+    /// flag for two waiters), FAULT_WAIT_ORDER (reading the generation before
+    /// advertising).
     let notifyMe = Atomic<UInt32>(0)
 
     /// How many times ``notify()`` has been called: QEMU's `notified` flag,
@@ -70,10 +71,12 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// (`ThreadNotifyMemory`: the generation when its last poll returned, or
     /// an explicit ``NotifyToken``), and a blocking poll does not sleep if the
     /// generation moved since. Nothing shared is ever cleared.
-    /// Model: Models/aio_notify.pml, BUG_STEAL and BUG_V_DROPS_OWNERSHIP.
+    /// Models/aio_notify.pml (BUG_STEAL, BUG_V_DROPS_OWNERSHIP) shows how a
+    /// shared flag fails; Models/aio_notify_gen.pml checks this design
+    /// (FAULT_STEAL, FAULT_UNKNOWN_IS_SEEN, FAULT_G_NO_MEMORY, FAULT_TOKEN_LATE).
     ///
     /// Every notify increments it (one RMW); wrapping takes 2^64 notifies.
-    /// A notify never skips a wake-up write because of it (BUG_SKIP_WRITE).
+    /// A notify never skips a wake-up write because of it (FAULT_SKIP_WRITE).
     let notifyGeneration = Atomic<UInt64>(0)
 
     /// Tells this context apart in per-thread notify memories. Immutable.

@@ -1,8 +1,9 @@
 // Fault injection: each AIO_FAULT_<NAME> compile-time condition re-introduces
 // one historical lost wake-up (or its translation to this design) so that
 // scripts/fault-matrix.sh can show the stress harness catches it. None is
-// ever set in a normal build; the names match the bug variants of
-// Models/aio_notify.pml.
+// ever set in a normal build; the names match the FAULT_* variants of
+// Models/aio_notify_gen.pml (BH_EARLY_CLEAR: BUG_BH_EARLY_CLEAR of
+// Models/aio_notify.pml, which models the BH list).
 //
 //   AIO_FAULT_CLEAR_AFTER       seed 000: the wake-up indication is taken after looking for work
 //   AIO_FAULT_SKIP_WRITE        BUG2 of QEMU's aio_notify_accept.promela: no write while a notification is pending

@@ -139,6 +139,7 @@ extension AioContext {
         // iterating `while !done { g_main_context_iteration(ctx, TRUE) }`
         // cannot sleep through `done = true; notify()` made between its check
         // and this prepare. [accept] acquiring, pairs with [notify-publish].
+        // Model: Models/aio_notify_gen.pml, FAULT_G_NO_MEMORY.
         let memory = ThreadNotifyMemory.current
         let current = notifyGeneration.load(ordering: .acquiring)
         let seen = memory.generation(for: serial) ?? (current &- 1)
@@ -149,7 +150,8 @@ extension AioContext {
         #endif
         // [dekker-wait] (GLib edge) Bit 0 must be visible before we look at the
         // work and the generation; pairs with [dekker-notify] in `notify()`.
-        // Without it GLib can sleep with a BH pending. Model: BUG_WAIT_ORDER.
+        // Without it GLib can sleep with a BH pending.
+        // Model: Models/aio_notify_gen.pml, FAULT_WAIT_ORDER.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let ms = GLibTimeout.milliseconds(fromNs: computeTimeoutNs())
         if ms == 0 {
@@ -192,7 +194,7 @@ extension AioContext {
         let drain = notifierReadable
         #endif
         if drain {
-            // Only GLib's check drains the GLib notifier (BUG_STEAL). GLib
+            // Only GLib's check drains the GLib notifier (Models/aio_notify_gen.pml, FAULT_STEAL). GLib
             // needs no generation snapshot: prepare looks for work after
             // advertising, and any later notify writes this fd. Not progress.
             glibNotifier.testAndClear()
