@@ -104,8 +104,7 @@ struct FDHandlerTests {
         let pipe = Pipe()
         let oldCalls = Counter(), newCalls = Counter()
         try h.ctx.setHandler(for: pipe.readFD, name: "old", read: { oldCalls.increment(); pipe.drain() })
-        let dog = Watchdog(seconds: 5, "handler replaced from another thread",
-                           state: { h.ctx.debugState }, kick: { h.unblock() })
+        let dog = h.watchdog(5, "handler replaced from another thread")
         let other = try NativeThread(name: "replacer") {
             usleep(50_000)  // let the loop fall asleep
             try! h.ctx.setHandler(for: pipe.readFD, name: "new", read: { newCalls.increment(); pipe.drain() })

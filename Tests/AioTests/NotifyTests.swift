@@ -46,8 +46,7 @@ struct NotifyTests {
             h.ctx.notify()
         }
         setter.join()
-        let dog = Watchdog(seconds: 5, "iteration after a condition change",
-                           state: { h.ctx.debugState }, kick: { h.unblock() })
+        let dog = h.watchdog(5, "iteration after a condition change")
         h.iterate(blocking: true)
         #expect(!dog.disarm(), "slept through a notify made after the last iteration")
         let after = done.load(ordering: .acquiring)
@@ -60,8 +59,7 @@ struct NotifyTests {
         let h = try Harness(driver)
         let ran = Counter()
         let bh = h.ctx.makeBottomHalf(name: "remote") { _ in ran.increment() }
-        let dog = Watchdog(seconds: 5, "blocked iteration woken by a remote schedule",
-                           state: { h.ctx.debugState }, kick: { h.unblock() })
+        let dog = h.watchdog(5, "blocked iteration woken by a remote schedule")
         let scheduler = try NativeThread(name: "scheduler") {
             // Give the loop time to go to sleep first.
             usleep(50_000)
@@ -92,8 +90,7 @@ struct NotifyTests {
         final class Runs: @unchecked Sendable { var counts: [UInt8]; var done = 0
             init(_ n: Int) { counts = Array(repeating: 0, count: n) } }
         let runs = Runs(total)
-        let dog = Watchdog(seconds: 60, "100,000 cross-thread one-shots",
-                           state: { h.ctx.debugState }, kick: { h.unblock() })
+        let dog = h.watchdog(60, "100,000 cross-thread one-shots")
         let producers = try (0..<2).map { p in
             try NativeThread(name: "producer-\(p)") {
                 for i in 0..<perThread {
@@ -124,8 +121,7 @@ struct NotifyTests {
         let bh = h.ctx.makeBottomHalf(name: "shared") { _ in runs.increment() }
         let stop = Atomic<Bool>(false)
         let rounds = 20_000
-        let dog = Watchdog(seconds: 60, "re-scheduling from 2 threads",
-                           state: { h.ctx.debugState }, kick: { h.unblock() })
+        let dog = h.watchdog(60, "re-scheduling from 2 threads")
         // Each producer waits until the BH has run since its last schedule,
         // so a lost wake-up shows up as a stalled producer.
         let producers = try (0..<2).map { p in

@@ -19,9 +19,7 @@ struct ThreadPoolTests {
         let h = try Harness(driver)
         let job = PoolJob()
         h.ctx.threadPool.submit { job.n.wrappingAdd(1, ordering: .releasing) }
-        let dog = Watchdog(seconds: 10, "submit", state: { h.ctx.debugState }, kick: { h.unblock() })
-        while job.n.load(ordering: .acquiring) == 0 && !dog.hasFired { h.iterate(blocking: true) }
-        #expect(!dog.disarm())
+        #expect(h.iterate(until: { job.n.load(ordering: .acquiring) != 0 }, within: 10, "submit"))
         #expect(job.n.load(ordering: .acquiring) == 1)
         h.ctx.threadPool.shutdown()
         h.finish()
@@ -42,9 +40,7 @@ struct ThreadPoolTests {
             job.ret = result
         })
         #expect(job.ret == nil, "the result stays 'in progress' until the loop runs")
-        let dog = Watchdog(seconds: 10, "submit-aio", state: { h.ctx.debugState }, kick: { h.unblock() })
-        while job.ret == nil && !dog.hasFired { h.iterate(blocking: true) }
-        #expect(!dog.disarm())
+        #expect(h.iterate(until: { job.ret != nil }, within: 10, "submit-aio"))
         #expect(job.n.load(ordering: .relaxed) == 1)
         #expect((try? job.ret?.get()) == 0)
         #expect(completedOnLoop.count == 1)
@@ -69,9 +65,7 @@ struct ThreadPoolTests {
                 return 0
             }, completion: { job.ret = $0 })
         }
-        let dog = Watchdog(seconds: 20, "submit-many", state: { h.ctx.debugState }, kick: { h.unblock() })
-        while jobs.contains(where: { $0.ret == nil }) && !dog.hasFired { h.iterate(blocking: true) }
-        #expect(!dog.disarm())
+        #expect(h.iterate(until: { !jobs.contains(where: { $0.ret == nil }) }, within: 20, "submit-many"))
         for job in jobs {
             #expect(job.n.load(ordering: .relaxed) == 1)
             #expect((try? job.ret?.get()) == 0)
@@ -115,9 +109,7 @@ struct ThreadPoolTests {
             // A synchronous cancel of the rest waits for the running ones.
             for job in jobs { h.ctx.waitWhile { job.ret == nil } }
         }
-        let dog = Watchdog(seconds: 20, "cancel", state: { h.ctx.debugState }, kick: { h.unblock() })
-        while jobs.contains(where: { $0.ret == nil }) && !dog.hasFired { h.iterate(blocking: true) }
-        #expect(!dog.disarm())
+        #expect(h.iterate(until: { !jobs.contains(where: { $0.ret == nil }) }, within: 20, "cancel"))
         for job in jobs {
             switch job.n.load(ordering: .acquiring) {
             case 3:

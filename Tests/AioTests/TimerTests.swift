@@ -183,8 +183,7 @@ struct TimerTests {
         let fired = Counter()
         let timer = h.ctx.makeTimer(name: "virtual", clock: .virtual) { _ in fired.increment() }
         timer.schedule(at: AioInstant(nanoseconds: 1_000))
-        let dog = Watchdog(seconds: 5, "virtual clock advanced from another thread",
-                           state: { h.ctx.debugState }, kick: { h.unblock() })
+        let dog = h.watchdog(5, "virtual clock advanced from another thread")
         let advancer = try NativeThread(name: "advancer") {
             usleep(30_000)
             h.ctx.virtualClock.advance(by: .microseconds(5))

@@ -66,6 +66,19 @@ final class Harness: @unchecked Sendable {
         ctx.notify()
     }
 
+    /// A watchdog that dumps this context's wake-up state and unblocks it.
+    func watchdog(_ seconds: Double, _ what: String) -> Watchdog {
+        Watchdog(seconds: seconds, what, state: { [ctx] in ctx.debugState }, kick: { [self] in unblock() })
+    }
+
+    /// Iterates with blocking iterations until `done()` holds, under a
+    /// watchdog. Returns false (the test should fail) if the watchdog fired.
+    func iterate(until done: () -> Bool, within seconds: Double, _ what: String) -> Bool {
+        let dog = watchdog(seconds, what)
+        while !done() && !dog.hasFired { iterate(blocking: true) }
+        return !dog.disarm()
+    }
+
     /// Detaches and releases the GMainContext. Call at the end of each test.
     func finish() {
         if let mc = mainContext {
