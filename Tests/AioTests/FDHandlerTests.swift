@@ -189,9 +189,12 @@ struct FDHandlerTests {
         #expect(throws: AioError.badDescriptor(fd: -1, reason: "negative descriptor")) {
             try ctx.setHandler(for: -1, read: {})
         }
-        let pipe = Pipe()
-        let fd = pipe.readFD
-        pipe.closeReadEnd()
+        // The highest descriptor number the process may use: not open (a
+        // freshly closed number could be reused by a test running in parallel).
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let fd = Int32(min(limit.rlim_cur, 1 << 20) - 1)
+        #expect(fcntl(fd, F_GETFD) == -1)
         #expect(throws: AioError.badDescriptor(fd: fd, reason: "not an open descriptor")) {
             try ctx.setHandler(for: fd, read: {})
         }
@@ -200,34 +203,39 @@ struct FDHandlerTests {
         #expect(error.description == "bad file descriptor 7: not an open descriptor")
     }
 
+    /// Runs in a child process: a closed descriptor number is free for any
+    /// other test running in parallel to reuse, which would make it valid
+    /// again; alone in its process it stays closed.
     @Test("a descriptor closed behind the loop's back: callbacks once, a warning, no spinning")
-    func closedBehindOurBack() throws {
-        let ctx = try AioContext(name: "nval")
-        let log = WarningLog()
-        ctx.warningHandler = { log.append($0) }
-        let pipe = Pipe()
-        let reads = Counter()
-        try ctx.setHandler(for: pipe.readFD, name: "victim", read: { reads.increment() })
-        pipe.closeReadEnd()   // POLLNVAL from now on
-        #expect(ctx.poll(blocking: false))
-        #expect(reads.count == 1, "the read callback runs once, as for an error")
-        #expect(log.all.count == 1)
-        #expect(log.all.first?.contains("handler 'victim' on fd \(pipe.readFD) reports POLLNVAL") == true)
-        // The fd is no longer polled: blocking polls sleep until the timer
-        // instead of returning at once forever.
-        let fired = Counter()
-        let timer = ctx.makeTimer(name: "bound") { _ in fired.increment() }
-        timer.schedule(after: .milliseconds(30))
-        let start = nowSeconds()
-        var iterations = 0
-        while fired.count == 0 {
-            ctx.poll(blocking: true)
-            iterations += 1
+    func closedBehindOurBack() async {
+        await #expect(processExitsWith: .success) {
+            let ctx = try! AioContext(name: "nval")
+            let log = WarningLog()
+            ctx.warningHandler = { log.append($0) }
+            let pipe = Pipe()
+            let reads = Counter()
+            try! ctx.setHandler(for: pipe.readFD, name: "victim", read: { reads.increment() })
+            pipe.closeReadEnd()   // POLLNVAL from now on
+            precondition(ctx.poll(blocking: false), "the NVAL dispatch is progress")
+            precondition(reads.count == 1, "the read callback runs once, as for an error")
+            precondition(log.all.count == 1, "one warning")
+            precondition(log.all[0].contains("handler 'victim' on fd \(pipe.readFD) reports POLLNVAL"), log.all[0])
+            // The fd is no longer polled: blocking polls sleep until the timer
+            // instead of returning at once forever.
+            let fired = Counter()
+            let timer = ctx.makeTimer(name: "bound") { _ in fired.increment() }
+            timer.schedule(after: .milliseconds(30))
+            let start = nowSeconds()
+            var iterations = 0
+            while fired.count == 0 {
+                ctx.poll(blocking: true)
+                iterations += 1
+            }
+            precondition(nowSeconds() - start >= 0.029)
+            precondition(iterations <= 3, "\(iterations) iterations in 30 ms: the loop is spinning")
+            precondition(reads.count == 1)
+            ctx.removeHandler(for: pipe.readFD)
         }
-        #expect(nowSeconds() - start >= 0.029)
-        #expect(iterations <= 3, "\(iterations) iterations in 30 ms: the loop is spinning")
-        #expect(reads.count == 1)
-        ctx.removeHandler(for: pipe.readFD)
     }
 
     @Test("a handler left registered on a hung-up pipe makes the loop warn", arguments: Driver.allCases)
