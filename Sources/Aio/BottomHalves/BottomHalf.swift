@@ -96,9 +96,12 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     /// with it (for example, it runs on the context's thread).
     /// QEMU: `qemu_bh_cancel()`.
     public func cancel() {
-        // Relaxed: cancel promises nothing to other threads; the dispatcher's
-        // acquiring AND either sees SCHEDULED cleared or runs the BH.
-        flags.bitwiseAnd(~BHFlags.scheduled, ordering: .relaxed)
+        // Acquiring-and-releasing, as QEMU's sequentially consistent
+        // qatomic_and: a caller that cancels and then re-checks the state the
+        // BH would have handled (the thread pool's completion BH rescans
+        // after cancelling itself) must see what a concurrent schedule()
+        // published before setting SCHEDULED again.
+        flags.bitwiseAnd(~BHFlags.scheduled, ordering: .acquiringAndReleasing)
     }
 
     /// Deletes the BH. The loop frees it on its next pass without running the

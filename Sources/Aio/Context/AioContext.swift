@@ -141,7 +141,10 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         // by the context, so none outlives it.
         handlers.ownerRef = self
         virtualClock.context = self
-        for list in timerLists { list.context = self }
+        for list in timerLists {
+            list.context = self
+            list.virtualClock = virtualClock
+        }
         #if AIO_FAULT_SHARED_FD
         waiters.sharedNotifier = glibNotifier
         #endif

@@ -111,12 +111,14 @@ extension AioContext {
     /// Thread-safe, including from inside a BH the source is dispatching.
     /// GLib: `g_source_destroy()` + `g_source_unref()`.
     public func detach() {
+        // Under the attachment lock (then the table lock, as in attach), so a
+        // concurrent attach cannot interleave with forgetting the old tags.
         let source = attachment.withLock { current -> UnsafeMutablePointer<GSource>? in
             defer { current = nil }
+            if current != nil { handlers.detachGLib() }
             return current
         }
         guard let source else { return }
-        handlers.detachGLib()
         g_source_destroy(source)
         g_source_unref(source)
     }

@@ -86,8 +86,8 @@ extension AioContext {
     /// callback, even within the pass that removed it.
     ///
     /// Throws ``AioError/badDescriptor(fd:reason:)`` for a negative or closed
-    /// descriptor (nothing is registered then), and ``AioError/system(_:)`` if
-    /// the epoll backend refuses the fd in a way the poll fallback cannot fix.
+    /// descriptor (nothing is registered then). If the epoll backend refuses
+    /// the fd, the context falls back to ppoll for good and warns.
     /// QEMU: `aio_set_fd_handler()`.
     public func setHandler(
         for fd: Int32,
@@ -107,8 +107,8 @@ extension AioContext {
         if !Posix.isOpen(fd: fd) {
             throw .badDescriptor(fd: fd, reason: "not an open descriptor")
         }
-        try handlers.set(fd: fd, name: name ?? "fd \(fd)", read: read, write: write,
-                         poll: pollReady == nil ? nil : poll, pollReady: pollReady)
+        handlers.set(fd: fd, name: name ?? "fd \(fd)", read: read, write: write,
+                     poll: pollReady == nil ? nil : poll, pollReady: pollReady)
         notify()
     }
 

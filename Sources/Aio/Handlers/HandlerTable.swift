@@ -51,9 +51,18 @@ final class HandlerTable: @unchecked Sendable {
     var monitorKind: FDMonitorKind { withLock { monitor.kind } }
 
     func set(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
-             poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?) throws(AioError) {
-        lock.lock()
-        defer { lock.unlock() }
+             poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?) {
+        // Warnings go out after unlocking: the warning handler is user code
+        // and may call back into the table.
+        let warning: String? = withLock {
+            setLocked(fd: fd, name: name, read: read, write: write, poll: poll, pollReady: pollReady)
+        }
+        if let warning { owner.warn(warning) }
+    }
+
+    private func setLocked(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
+                           poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?) -> String? {
+        var warning: String? = nil
         nextGeneration &+= 1
         let node = FDHandlerNode(fd: fd, name: name, read: read, write: write, poll: poll,
                                  pollReady: pollReady, generation: nextGeneration)
@@ -67,14 +76,15 @@ final class HandlerTable: @unchecked Sendable {
         do {
             try monitor.added(node)
         } catch {
-            fallBackToPoll(after: error)
+            warning = fallBackToPoll(after: error)
         }
         if let source = glibSource {
             node.glibTag = g_source_add_unix_fd(source, fd, GIOCondition(UInt32(node.pollEvents)))
         }
         if monitor.kind == .poll && !epollDisabled && active.count >= Self.epollThreshold {
-            upgradeToEpoll()
+            warning = upgradeToEpoll() ?? warning
         }
+        return warning
     }
 
     func remove(fd: Int32) -> Bool {
@@ -116,8 +126,8 @@ final class HandlerTable: @unchecked Sendable {
         }
     }
 
-    /// Under `lock`.
-    private func upgradeToEpoll() {
+    /// Under `lock`. Returns a warning to issue after unlocking.
+    private func upgradeToEpoll() -> String? {
         let epoll: EpollMonitor
         do {
             epoll = try EpollMonitor()
@@ -126,21 +136,21 @@ final class HandlerTable: @unchecked Sendable {
             }
         } catch {
             epollDisabled = true
-            owner.warn("AioContext '\(owner.name)': cannot switch to epoll (\(error)); staying with poll")
-            return
+            return "AioContext '\(owner.name)': cannot switch to epoll (\(error)); staying with poll"
         }
         monitor = epoll
+        return nil
     }
 
     /// Any epoll_ctl failure falls back to poll for good (QEMU does the same).
     /// Under `lock`. The old epoll fd stays open until the table goes away, so
     /// a waiter still sleeping on it never polls a reused descriptor number.
-    private func fallBackToPoll(after error: SystemCallError) {
-        guard monitor.kind == .epoll else { return }
-        owner.warn("AioContext '\(owner.name)': epoll failed (\(error)); falling back to poll for good")
+    private func fallBackToPoll(after error: SystemCallError) -> String? {
+        guard monitor.kind == .epoll else { return nil }
         retired.append(monitor)
         monitor = PollMonitor()
         epollDisabled = true
+        return "AioContext '\(owner.name)': epoll failed (\(error)); falling back to poll for good"
     }
     private var retired: [FDMonitor] = []
 

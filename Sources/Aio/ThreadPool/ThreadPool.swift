@@ -42,7 +42,8 @@ public final class ThreadPool: @unchecked Sendable {
     private var outstanding: [ThreadPoolRequest] = []
     private var completionBH: BottomHalf!
     private var spawnBH: BottomHalf!
-    private var isShutDown = false
+    /// Set when shutdown() starts: later submissions are cancelled at once.
+    private var isShuttingDown = false
 
     init(context: AioContext) {
         self.context = context
@@ -107,9 +108,15 @@ public final class ThreadPool: @unchecked Sendable {
         completion: @escaping @Sendable (Result<T, any Error>) -> Void
     ) -> ThreadPoolRequest {
         context.checkOnContextThread("ThreadPool.submit")
-        precondition(!isShutDown, "ThreadPool of AioContext '\(context.name)': submit after shutdown()")
         let request = TypedRequest(pool: self, work: work, completion: completion)
         outstanding.append(request)
+        if isShuttingDown {
+            // During or after shutdown (e.g. from a completion that shutdown
+            // delivers): cancelled, and delivered like any other.
+            request.state.store(RequestState.cancelled.rawValue, ordering: .releasing)
+            completionBH.schedule()
+            return request
+        }
         let spawn: Bool = lock.withLock {
             queue.append(request)
             workAvailable.signal()
@@ -134,11 +141,13 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Cancels every queued request, waits for the running ones by polling
     /// the context, delivers every completion (results or
-    /// `CancellationError`), and stops the workers. The pool accepts no work
-    /// afterwards. Context thread only.
+    /// `CancellationError`), and stops the workers. Work submitted from then
+    /// on (even by a completion that shutdown delivers) is cancelled at once.
+    /// Context thread only.
     public func shutdown() {
         context.checkOnContextThread("ThreadPool.shutdown")
-        if isShutDown { return }
+        if isShuttingDown { return }
+        isShuttingDown = true
         let cancelled: Bool = lock.withLock {
             stopping = true
             var any = false
@@ -159,7 +168,6 @@ public final class ThreadPool: @unchecked Sendable {
                 workerExited.wait(lock)
             }
         }
-        isShutDown = true
     }
 
     /// Context teardown: trap if work is in flight, else stop idle workers

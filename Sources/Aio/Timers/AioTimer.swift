@@ -45,7 +45,7 @@ public final class AioTimer: @unchecked Sendable, CustomStringConvertible {
 
     /// Arms the timer `duration` from now on its clock. QEMU: `timer_mod()`.
     public func schedule(after duration: Duration) {
-        list.arm(self, atNs: list.nowNs() &+ max(duration.nanoseconds, 0))
+        list.arm(self, afterNs: duration.nanoseconds)
     }
 
     /// Disarms the timer; does nothing if it is not armed. A callback already

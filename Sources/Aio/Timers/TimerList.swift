@@ -20,10 +20,13 @@ final class TimerList: @unchecked Sendable {
     /// Bumped by every arming; a pass runs only timers armed before it
     /// started, so a callback that re-arms into the past waits for the next pass.
     private var serial: UInt64 = 0
-    // SAFETY: set once by the owning context's init, which owns the list and
-    // tears it down (`tornDown`) before it goes; `arm` checks `tornDown` before
-    // touching the context.
-    unowned(unsafe) var context: AioContext?
+    /// Set once by the owning context's init. Weak: a timer may outlive its
+    /// context (timers need no deletion), and arming it then must not touch
+    /// freed memory; it traps through `tornDown` instead.
+    weak var context: AioContext?
+    /// The context's virtual clock, held here so reading the time never goes
+    /// through the context. Set once by the context's init.
+    var virtualClock: VirtualClock?
 
     init(clock: AioClock) {
         self.clock = clock
@@ -36,8 +39,16 @@ final class TimerList: @unchecked Sendable {
     func nowNs() -> Int64 {
         switch clock {
         case .realtime: return monotonicNowNs()
-        case .virtual: return context!.virtualClock.now.nanoseconds
+        case .virtual: return virtualClock!.now.nanoseconds
         }
+    }
+
+    /// Arms `timer` `ns` from now, saturating (a huge duration never wraps
+    /// into the past).
+    func arm(_ timer: AioTimer, afterNs ns: Int64) {
+        let now = nowNs()
+        let delay = max(ns, 0)
+        arm(timer, atNs: delay > Int64.max - now ? Int64.max : now + delay)
     }
 
     func arm(_ timer: AioTimer, atNs deadline: Int64) {
@@ -57,7 +68,7 @@ final class TimerList: @unchecked Sendable {
         }
         // Only a new earliest deadline can shorten a sleep. QEMU: the timer
         // list's notify callback, aio_notify for a context.
-        if becameFirst { context!.notify() }
+        if becameFirst { context?.notify() }
     }
 
     func disarm(_ timer: AioTimer) {
