@@ -13,6 +13,11 @@ import Synchronization
 ///   the program with its name (QEMU aborts the same way).
 ///
 /// The callback receives the BH itself, so it can re-schedule or delete it.
+///
+/// A BH does not keep its context alive (so that a context whose BHs were
+/// never deleted can still be torn down and report them). Threads that
+/// schedule a BH must therefore be done with it before the last reference
+/// to its context goes away, as with any object they use.
 /// QEMU: `QEMUBH` (`util/async.c`).
 public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     // @unchecked Sendable: `flags` is atomic; `next` is guarded by the BH list
