@@ -107,6 +107,36 @@ struct GSourceTests {
     }
 }
 
+extension GSourceTests {
+    @Test("a GLib thread iterating 20 attached contexts sleeps when idle")
+    func manyContextsSleep() throws {
+        let mc = g_main_context_new()!
+        let contexts = try (0..<20).map { try AioContext(name: "many-\($0)") }
+        for ctx in contexts { ctx.attach(to: mc) }
+        // Let every context learn this thread, then count iterations until a
+        // 100 ms GLib timeout fires: an idle loop sleeps through them.
+        while g_main_context_iteration(mc, 0) != 0 {}
+        let fired = g_timeout_source_new(100)!
+        final class Flag: @unchecked Sendable { var set = false }
+        let flag = Flag()
+        g_source_set_callback(fired, { data in
+            Unmanaged<Flag>.fromOpaque(data!).takeUnretainedValue().set = true
+            return 0
+        }, Unmanaged.passUnretained(flag).toOpaque(), nil)
+        g_source_attach(fired, mc)
+        var iterations = 0
+        while !flag.set {
+            g_main_context_iteration(mc, 1)
+            iterations += 1
+        }
+        #expect(iterations <= 5, "\(iterations) iterations in 100 ms: the GLib loop does not sleep")
+        g_source_unref(fired)
+        for ctx in contexts { ctx.detach() }
+        while g_main_context_iteration(mc, 0) != 0 {}
+        g_main_context_unref(mc)
+    }
+}
+
 struct MainLoopRef: @unchecked Sendable {
     let raw: OpaquePointer
 }

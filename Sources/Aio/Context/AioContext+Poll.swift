@@ -51,7 +51,7 @@ extension AioContext {
         ownership.acquire()
         defer { _ = ownership.release() }
         Counters.bump(stats.iterations)
-        let memory = ThreadNotifyMemory.current
+        let thread = currentThreadID()
         // [accept] acquiring, pairs with [notify-publish]: what a notify
         // published before this generation is visible to the look below.
         // Model: Models/aio_notify_gen.pml, FAULT_CLEAR_AFTER (snapshot after
@@ -66,12 +66,12 @@ extension AioContext {
         _ = current
         var seen: UInt64 = 0
         #else
-        let seen = snapshot ?? memory.generation(for: serial) ?? (current &- 1)
+        let seen = snapshot ?? notifyMemory.generation(forThread: thread) ?? (current &- 1)
         #endif
         defer {
             // The caller checks its conditions after we return; a notify after
             // this point keeps its next poll awake.
-            memory.remember(notifyGeneration.load(ordering: .acquiring), for: serial)
+            notifyMemory.remember(notifyGeneration.load(ordering: .acquiring), forThread: thread)
         }
 
         let watchesFDs = handlers.registeredCount.load(ordering: .relaxed) > 0

@@ -68,7 +68,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// erase a notification meant for a thread that has checked its condition
     /// but not yet advertised, which then sleeps through it: seed 004's steal
     /// at the level of the flag. Here each thread keeps its own view
-    /// (`ThreadNotifyMemory`: the generation when its last poll returned, or
+    /// (`NotifyMemory`: the generation when its last poll returned, or
     /// an explicit ``NotifyToken``), and a blocking poll does not sleep if the
     /// generation moved since. Nothing shared is ever cleared.
     /// Models/aio_notify.pml (BUG_STEAL, BUG_V_DROPS_OWNERSHIP) shows how a
@@ -79,8 +79,8 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// A notify never skips a wake-up write because of it (FAULT_SKIP_WRITE).
     let notifyGeneration = Atomic<UInt64>(0)
 
-    /// Tells this context apart in per-thread notify memories. Immutable.
-    let serial = nextContextSerial()
+    /// Owner-only: the notify generation each polling thread last saw.
+    var notifyMemory = NotifyMemory()
 
     /// The wake-up fd GLib polls when the context is attached; drained only by
     /// the GSource's check. Immutable after init.

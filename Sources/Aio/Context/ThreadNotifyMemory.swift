@@ -1,82 +1,53 @@
-import Glibc
-import Synchronization
-
-/// What one thread remembers of the contexts it polls: the notify generation
-/// each had when this thread's last poll on it returned.
+/// What a context remembers of the threads that poll it: the notify
+/// generation each had seen when its last poll (or GLib iteration) on this
+/// context returned.
 ///
 /// A blocking poll sleeps only if no notify came since then. That is QEMU's
 /// `notified` flag ("a notify since the last accept") kept per thread, so the
 /// accept of one thread (a non-blocking poll elsewhere, a second native
-/// waiter) can never erase a notification another thread has not seen yet.
-/// A thread that checks a condition between two polls thus never sleeps
-/// through a change made, and notified, after its previous poll returned.
-final class ThreadNotifyMemory {
-    /// Context serials and generations, most recently used last. Small and
-    /// bounded: an evicted or unknown context counts as "notified", which
-    /// costs at most one poll that does not sleep.
-    private var serials: [UInt64] = []
+/// waiter, GLib's check) can never erase a notification another thread has
+/// not seen yet. A thread that checks a condition between two polls thus
+/// never sleeps through a change made, and notified, after its previous poll
+/// returned.
+///
+/// Kept in the context, not in the thread: a GLib thread may iterate any
+/// number of contexts, but few threads poll one context. Owner-only: every
+/// access happens while holding the context's ownership. A thread it does not
+/// know (first poll, or evicted after 16 others) counts as notified, which
+/// costs one poll that does not sleep (Models/aio_notify_gen.pml,
+/// FAULT_UNKNOWN_IS_SEEN). A thread id reused by a new thread inherits an old
+/// generation, which any later notify has moved past: also safe.
+struct NotifyMemory {
+    private var threads: [UInt] = []
     private var generations: [UInt64] = []
-    private static let capacity = 8
+    private var nextEviction = 0
+    private static let capacity = 16
 
-    init() {
-        serials.reserveCapacity(Self.capacity)
-        generations.reserveCapacity(Self.capacity)
-    }
-
-    func generation(for serial: UInt64) -> UInt64? {
-        var i = serials.count - 1
-        while i >= 0 {
-            if serials[i] == serial { return generations[i] }
-            i -= 1
+    func generation(forThread thread: UInt) -> UInt64? {
+        var i = 0
+        while i < threads.count {
+            if threads[i] == thread { return generations[i] }
+            i += 1
         }
         return nil
     }
 
-    func remember(_ generation: UInt64, for serial: UInt64) {
-        var i = serials.count - 1
-        while i >= 0 {
-            if serials[i] == serial {
+    mutating func remember(_ generation: UInt64, forThread thread: UInt) {
+        var i = 0
+        while i < threads.count {
+            if threads[i] == thread {
                 generations[i] = generation
                 return
             }
-            i -= 1
+            i += 1
         }
-        if serials.count == Self.capacity {
-            serials.removeFirst()
-            generations.removeFirst()
+        if threads.count < Self.capacity {
+            threads.append(thread)
+            generations.append(generation)
+        } else {
+            threads[nextEviction] = thread
+            generations[nextEviction] = generation
+            nextEviction = (nextEviction + 1) % Self.capacity
         }
-        serials.append(serial)
-        generations.append(generation)
     }
-
-    /// The calling thread's memory, created on first use and released when
-    /// the thread exits.
-    static var current: ThreadNotifyMemory {
-        if let raw = pthread_getspecific(key) {
-            // SAFETY: the value is the +1 reference stored below, released by
-            // the key's destructor at thread exit.
-            return Unmanaged<ThreadNotifyMemory>.fromOpaque(raw).takeUnretainedValue()
-        }
-        let memory = ThreadNotifyMemory()
-        pthread_setspecific(key, Unmanaged.passRetained(memory).toOpaque())
-        return memory
-    }
-
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        let rc = pthread_key_create(&key) { raw in
-            // SAFETY: balances the passRetained in `current`.
-            if let raw { Unmanaged<ThreadNotifyMemory>.fromOpaque(raw).release() }
-        }
-        precondition(rc == 0, "pthread_key_create failed: \(rc)")
-        return key
-    }()
-}
-
-/// Serial numbers that tell contexts apart in thread memories (addresses
-/// get reused; serials do not).
-private let contextSerials = Atomic<UInt64>(0)
-
-func nextContextSerial() -> UInt64 {
-    contextSerials.wrappingAdd(1, ordering: .relaxed).newValue
 }

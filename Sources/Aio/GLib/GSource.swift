@@ -142,9 +142,8 @@ extension AioContext {
         // cannot sleep through `done = true; notify()` made between its check
         // and this prepare. [accept] acquiring, pairs with [notify-publish].
         // Model: Models/aio_notify_gen.pml, FAULT_G_NO_MEMORY.
-        let memory = ThreadNotifyMemory.current
         let current = notifyGeneration.load(ordering: .acquiring)
-        let seen = memory.generation(for: serial) ?? (current &- 1)
+        let seen = notifyMemory.generation(forThread: currentThreadID()) ?? (current &- 1)
         #if AIO_FAULT_BOOL_FLAG
         notifyMe.store(1, ordering: .relaxed)
         #else
@@ -153,7 +152,7 @@ extension AioContext {
         // [dekker-wait] (GLib edge) Bit 0 must be visible before we look at the
         // work and the generation; pairs with [dekker-notify] in `notify()`.
         // Without it GLib can sleep with a BH pending.
-        // Model: Models/aio_notify_gen.pml, FAULT_WAIT_ORDER.
+        // Model: Models/aio_notify_gen.pml, FAULT_G_WAIT_ORDER.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let ms = GLibTimeout.milliseconds(fromNs: computeTimeoutNs())
         if ms == 0 {
@@ -176,7 +175,7 @@ extension AioContext {
     /// Records, for the calling (GLib) thread, the notify generation its
     /// iteration has now seen. End of check and of dispatch.
     private func rememberGeneration() {
-        ThreadNotifyMemory.current.remember(notifyGeneration.load(ordering: .acquiring), for: serial)
+        notifyMemory.remember(notifyGeneration.load(ordering: .acquiring), forThread: currentThreadID())
     }
 
     /// GSource check: stop advertising, take our wake-up, report readiness.
@@ -196,9 +195,9 @@ extension AioContext {
         let drain = notifierReadable
         #endif
         if drain {
-            // Only GLib's check drains the GLib notifier (Models/aio_notify_gen.pml, FAULT_STEAL). GLib
-            // needs no generation snapshot: prepare looks for work after
-            // advertising, and any later notify writes this fd. Not progress.
+            // Only GLib's check drains the GLib notifier (Models/aio_notify_gen.pml,
+            // FAULT_STEAL); any notify after prepare's fence writes this fd.
+            // Not progress.
             glibNotifier.testAndClear()
         }
         // Anything on the lists, even a deleted BH that only needs freeing,
