@@ -108,8 +108,9 @@
  * FAULT_SKIP_WRITE, FAULT_STEAL, FAULT_BOOL_FLAG, FAULT_SHARED_FD,
  * FAULT_NO_DRAIN. Model-only faults (must fail): FAULT_UNKNOWN_IS_SEEN (an
  * unknown context counts as "already seen"), FAULT_G_NO_MEMORY (prepare
- * ignores the generation), FAULT_TOKEN_LATE (the token is taken after the
- * condition check). Variations that must pass: V_HOLDS_OWNERSHIP, V_TOKEN,
+ * ignores the generation), FAULT_G_WAIT_ORDER (prepare's look for work and
+ * generation read before bit 0 is set: the GLib edge of [dekker-wait]),
+ * FAULT_TOKEN_LATE (the token is taken after the condition check). Variations that must pass: V_HOLDS_OWNERSHIP, V_TOKEN,
  * TIMEOUTS, NV=2, NPOLLS=n, WOPS=n.
  *
  * Written for this project; not derived from QEMU's models.
@@ -171,6 +172,11 @@ byte gTimeouts = 1;
 
 #define ACQUIRE_AND(me, extra)  atomic { owner == FREE -> owner = me; extra }
 #define ACQUIRE(me)             ACQUIRE_AND(me, skip)
+#ifdef V_HOLDS_OWNERSHIP
+#define V_ACQUIRE_AND(extra)    atomic { extra }
+#else
+#define V_ACQUIRE_AND(extra)    ACQUIRE_AND(OWN_V + me, extra)
+#endif
 #define RELEASE(me)             atomic { assert(owner == me); owner = FREE }
 
 #define BH_SCHEDULED \
@@ -275,10 +281,13 @@ inline schedule(bh, m, i, was, h)
     notify(m, i, was)
 }
 
-inline run_bhs(who, list, bh)
+/* R1: the owner takes the whole stack. Callers merge it with a preceding
+ * ownership acquire (an acquire commutes to the right). */
+#define TAKE_BHS(who, list)     assert(owner == who); list = head; head = 0
+
+/* R2, R3 */
+inline run_taken_bhs(list, bh)
 {
-    assert(owner == who);
-    atomic { list = head; head = 0 };
     do
     :: list != 0 ->
         bh = list;
@@ -312,17 +321,17 @@ poll:
     needV[me] = false;                                      /* T2: C */
 #endif
 #endif
-#ifndef V_HOLDS_OWNERSHIP
-    ACQUIRE(OWN_V + me);                                    /* Q1 */
-#endif
-    /* Q2: seen = token, or memory, or current - 1 if unknown; kept in vNew */
+    /* Q1 (merged with the next step); Q2: seen = token, or memory, or
+     * current - 1 if unknown, all kept in vNew[me] */
 #ifdef FAULT_UNKNOWN_IS_SEEN
     /* FAULT_UNKNOWN_IS_SEEN: an unknown context counts as "nothing new"
      * (seen = current): a notify before this thread's first poll is slept
      * through */
-    atomic { if :: !known -> vNew[me] = false; known = true :: else -> skip fi };
-#endif
+    V_ACQUIRE_AND(if :: !known -> vNew[me] = false; known = true :: else -> skip fi);
     ready = BH_SCHEDULED;                                   /* Q3 */
+#else
+    V_ACQUIRE_AND(ready = BH_SCHEDULED);                    /* Q1 + Q3 */
+#endif
 #ifdef FAULT_CLEAR_AFTER
     /* AIO_FAULT_CLEAR_AFTER: seen = current, taken after looking for work
      * (seed 000): a notify between the look and the snapshot is swallowed */
@@ -341,7 +350,7 @@ poll:
         ws = vNew[me];                                      /* generationNow != seen */
 #endif
         if
-        :: atomic { ws -> ws = false }                      /* notified: no sleep */
+        :: atomic { ws -> ws = false; registered[me] = false }  /* no sleep; Q5: withdraw */
         :: atomic { !ws -> vWaiting[me] = true; RELEASE(OWN_V + me) };
 endwait:
             if
@@ -350,13 +359,14 @@ endwait:
             :: atomic { vTimeouts > 0 -> vTimeouts-- }
 #endif
             fi;
-            ACQUIRE_AND(OWN_V + me, vWaiting[me] = false; ws = true);
 #ifdef FAULT_SKIP_WRITE
-            faultNotified = false;
+            ACQUIRE_AND(OWN_V + me, vWaiting[me] = false; ws = true; faultNotified = false);
+            registered[me] = false                          /* Q5: withdraw */
+#else
+            ACQUIRE_AND(OWN_V + me, vWaiting[me] = false; ws = true; registered[me] = false)
 #endif
         fi;
-        registered[me] = false;                             /* Q5: withdraw */
-        ADV_V_SUB;
+        ADV_V_SUB;                                          /* Q5 */
 #ifndef FAULT_NO_DRAIN
         /* woken (we waited and our fd was readable): drain it */
         atomic { if :: ws && VFD(me) -> VFD(me) = false :: else -> skip fi; ws = false }
@@ -364,7 +374,8 @@ endwait:
         ws = false
 #endif
     fi;
-    run_bhs(OWN_V + me, list, bh);                          /* Q6 */
+    atomic { TAKE_BHS(OWN_V + me, list) };                  /* Q6: bhPoll() */
+    run_taken_bhs(list, bh);
     atomic {
 #ifndef V_TOKEN
         vNew[me] = false;                                   /* Q7: remember */
@@ -389,14 +400,22 @@ active proctype G()
     needG = false;                                          /* L: caller's check */
     do
     ::
+#ifdef FAULT_G_WAIT_ORDER
+        /* FAULT_G_WAIT_ORDER: prepare looks for work and reads the
+         * generation before bit 0 is visible (no [dekker-wait] fence) */
+        ACQUIRE_AND(OWN_G, ready = BH_SCHEDULED);           /* P1 + P3 */
+        zero = gNew;                                        /* P4's read */
+        ADV_G_SET;                                          /* P2 */
+#else
         /* P1 (seen: gNew) + P2; the acquire commutes to the right */
         ACQUIRE_AND(OWN_G, ADV_G_SET);
         /* full fence */
         ready = BH_SCHEDULED;                               /* P3 */
+#endif
         if
-        :: atomic { ready -> ADV_G_CLEAR; RELEASE(OWN_G) }  /* P3: (TRUE, 0) */
+        :: atomic { ready -> ADV_G_CLEAR; zero = false; RELEASE(OWN_G) }  /* P3: (TRUE, 0) */
         :: atomic { !ready ->                               /* P4 */
-#ifndef FAULT_G_NO_MEMORY
+#if !defined(FAULT_G_NO_MEMORY) && !defined(FAULT_G_WAIT_ORDER)
                zero = gNew;                                 /* generation != seen */
 #endif
                if
@@ -422,8 +441,8 @@ endpoll:
             atomic { ready = (BH_SCHEDULED || rev); rev = false; RELEASE(OWN_G) } /* C4 */
         fi;
         if
-        :: atomic { ready && owner == FREE -> owner = OWN_G };  /* D */
-            run_bhs(OWN_G, list, bh);
+        :: atomic { ready && owner == FREE -> owner = OWN_G; TAKE_BHS(OWN_G, list) };  /* D */
+            run_taken_bhs(list, bh);
             atomic {                                        /* D: remember, release */
 #ifndef FAULT_G_NO_MEMORY
                 gNew = false;
@@ -442,11 +461,11 @@ active proctype N()
 
     do
     :: k < NPOLLS ->
-        ACQUIRE(OWN_N);
 #ifdef FAULT_STEAL
         /* AIO_FAULT_STEAL: a poll that did not sleep drains the wake-ups of
          * the threads that do (seed 004) */
         atomic {
+            owner == FREE -> owner = OWN_N;
             glibFd = false;
             j = 0;
             do
@@ -455,8 +474,11 @@ active proctype N()
             od;
             j = 0
         };
+        atomic { TAKE_BHS(OWN_N, list) };
+#else
+        ACQUIRE_AND(OWN_N, TAKE_BHS(OWN_N, list));
 #endif
-        run_bhs(OWN_N, list, bh);
+        run_taken_bhs(list, bh);
         atomic { RELEASE(OWN_N); k++ }
     :: else -> break
     od

@@ -135,6 +135,8 @@ aio_notify_gen | FAULT_UNKNOWN_IS_SEEN+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_UNKNOWN_IS_SEEN+WOPS=2 | lost_v | fail
 aio_notify_gen | FAULT_G_NO_MEMORY+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_G_NO_MEMORY+WOPS=2 | lost_g | fail
+aio_notify_gen | FAULT_G_WAIT_ORDER+WOPS=2 | safety | pass
+aio_notify_gen | FAULT_G_WAIT_ORDER+WOPS=2 | lost_g | fail
 aio_notify_gen | FAULT_TOKEN_LATE+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_TOKEN_LATE+WOPS=2 | lost_v | fail
 '
