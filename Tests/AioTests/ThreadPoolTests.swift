@@ -131,7 +131,9 @@ struct ThreadPoolTests {
         final class Box: @unchecked Sendable { var result: Result<Int, any Error>? }
         let box = Box()
         ctx.threadPool.submit({ () -> Int in throw Boom() }, completion: { box.result = $0 })
-        while box.result == nil { ctx.poll(blocking: true) }
+        let dog = Watchdog(seconds: 10, "a throwing job", state: { ctx.debugState }, kick: { ctx.notify() })
+        while box.result == nil && !dog.hasFired { ctx.poll(blocking: true) }
+        #expect(!dog.disarm())
         #expect(throws: Boom.self) { try box.result?.get() }
         ctx.threadPool.shutdown()
     }
@@ -145,7 +147,9 @@ struct ThreadPoolTests {
         for _ in 0..<8 {
             pool.submit({ usleep(30_000) }, completion: { _ in done.increment() })
         }
-        while done.count < 8 { ctx.poll(blocking: true) }
+        let dog = Watchdog(seconds: 10, "8 short jobs", state: { ctx.debugState }, kick: { ctx.notify() })
+        while done.count < 8 && !dog.hasFired { ctx.poll(blocking: true) }
+        #expect(!dog.disarm())
         let peak = pool.workerCount
         #expect(peak >= 1)
         let deadline = nowSeconds() + 5
@@ -179,7 +183,9 @@ struct ThreadPoolTests {
         }
         ctx.poll(blocking: false)   // let a worker start
         usleep(20_000)
+        let dog = Watchdog(seconds: 10, "shutdown with work in flight", state: { ctx.debugState }, kick: { ctx.notify() })
         pool.shutdown()
+        #expect(!dog.disarm())
         #expect(outcomes.ok + outcomes.cancelled == 20, "nothing is lost")
         #expect(outcomes.other == 0)
         #expect(outcomes.cancelled > 0, "queued work is cancelled")
@@ -264,7 +270,10 @@ struct WaitAndIOThreadTests {
         let io = try IOThread(name: "io-run")
         try io.start()
         let ranOn = Atomic<UInt>(0)
+        let dog = Watchdog(seconds: 10, "runAndWait on an IOThread", state: { io.context.debugState },
+                           kick: { main.notify() })
         io.context.runAndWait { ranOn.store(UInt(pthread_self()), ordering: .releasing) }
+        #expect(!dog.disarm())
         #expect(ranOn.load(ordering: .acquiring) != 0)
         #expect(ranOn.load(ordering: .acquiring) != UInt(pthread_self()))
         io.stop()

@@ -101,6 +101,10 @@ extension AioContext {
     }
 }
 
+/// A one-way flag between threads. [done-flag] The releasing set pairs with
+/// the acquiring read: whoever sees it set also sees what the setter wrote
+/// before (runAndWait's body, a stop request). Without it the waiter could
+/// return before the body's effects are visible.
 final class DoneFlag: Sendable {
     private let flag = Atomic<Bool>(false)
     func set() { flag.store(true, ordering: .releasing) }

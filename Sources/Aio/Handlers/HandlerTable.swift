@@ -47,7 +47,6 @@ final class HandlerTable: @unchecked Sendable {
     }
 
     var count: Int { withLock { active.count } }
-    var isEmpty: Bool { withLock { active.isEmpty } }
     var monitorKind: FDMonitorKind { withLock { monitor.kind } }
 
     func set(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
@@ -152,6 +151,8 @@ final class HandlerTable: @unchecked Sendable {
         epollDisabled = true
         return "AioContext '\(owner.name)': epoll failed (\(error)); falling back to poll for good"
     }
+
+    /// Monitors given up after a failure, kept open until the table goes. Under `lock`.
     private var retired: [FDMonitor] = []
 
     /// Waits with the current backend. Not under `lock`.
