@@ -21,6 +21,9 @@
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <sys/prctl.h>
+#include <sys/types.h>
+#include <unistd.h>
+#include <dlfcn.h>
 
 /* GLib's TRUE and G_SOURCE_CONTINUE are macros Swift cannot import. */
 static const gboolean AIO_SHIM_TRUE = 1;
@@ -35,6 +38,20 @@ typedef struct {
     void *owner;           /* Unmanaged<AioContext>, +1 released in finalize */
     gpointer notifier_tag; /* g_source_add_unix_fd tag of the GLib notifier */
 } AioShimSource;
+
+/*
+ * The GSource that runs Swift's main queue (MainQueuePump.swift): GLib's
+ * struct, the tag of libdispatch's main-queue eventfd, and whether that fd is
+ * currently polled (only while the main thread iterates).
+ */
+typedef struct {
+    GSource source;
+    gpointer fd_tag;
+    int armed;
+} AioShimPumpSource;
+
+/* gettid(2); glibc declares it only under _GNU_SOURCE. */
+extern pid_t aio_shim_gettid(void) __asm__("gettid");
 
 /* ppoll(2) with a nanosecond timeout. glibc declares it only under _GNU_SOURCE. */
 extern int aio_shim_ppoll(struct pollfd *fds, nfds_t nfds,

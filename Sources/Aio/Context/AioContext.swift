@@ -118,6 +118,13 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// The context's virtual clock. Thread-safe.
     public let virtualClock: VirtualClock
 
+    /// Swift concurrency jobs queued on the context. Thread-safe push; the
+    /// drain is owner-only.
+    let jobs = JobQueue()
+
+    /// Async waits on descriptors, by fd. Protected by its lock.
+    let fdWaiters = Locked<[Int32: FDWaiters]>([:])
+
     /// The thread pool, once created. Protected by its lock.
     let poolStorage = Locked<ThreadPool?>(nil)
 
@@ -148,6 +155,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         #if AIO_FAULT_SHARED_FD
         waiters.sharedNotifier = glibNotifier
         #endif
+        setUpExecutor()
         Self.tightenTimerSlack()
     }
 
@@ -319,6 +327,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     private func tearDown() {
         poolStorage.withLock { $0 }?.tearDown()
         for list in timerLists { list.tearDown() }
+        tearDownExecutor()
         var leaks: [String] = []
         bhList.takeAll()
         while let bh = bhList.popFront() {

@@ -27,11 +27,16 @@ public enum AioError: Error, Equatable, CustomStringConvertible, Sendable {
     case system(SystemCallError)
     /// A descriptor handed to the library is negative or not open.
     case badDescriptor(fd: Int32, reason: String)
+    /// An async wait on a descriptor that has a handler registered with
+    /// `setHandler`: the two would replace each other's callbacks.
+    case descriptorInUse(fd: Int32, handler: String)
 
     public var description: String {
         switch self {
         case .system(let error): return error.description
         case .badDescriptor(let fd, let reason): return "bad file descriptor \(fd): \(reason)"
+        case .descriptorInUse(let fd, let handler):
+            return "file descriptor \(fd) has handler '\(handler)'; an async wait cannot share a descriptor with setHandler"
         }
     }
 }

@@ -17,6 +17,8 @@ final class TimerList: @unchecked Sendable {
     /// then does not sleep, and the next poll's acquiring snapshot of the
     /// notify generation makes the new count visible.
     private let armedCount = Atomic<Int>(0)
+    /// How many timers are armed. Thread-safe, racy by nature.
+    var armedTimers: Int { armedCount.load(ordering: .relaxed) }
     /// Bumped by every arming; a pass runs only timers armed before it
     /// started, so a callback that re-arms into the past waits for the next pass.
     private var serial: UInt64 = 0
