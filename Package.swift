@@ -30,6 +30,11 @@ let package = Package(
             dependencies: ["Aio", "CGLibShim"],
             path: "Examples/GLibDemo"
         ),
+        .executableTarget(
+            name: "MainActorLoop",
+            dependencies: ["Aio", "CGLibShim"],
+            path: "Examples/MainActorLoop"
+        ),
         // Counts this thread's heap allocations by interposing malloc in the test executable.
         .target(
             name: "CAllocCounter",

@@ -48,6 +48,11 @@ step "examples"
 swift build --product GLibDemo
 timeout 60 swift run --skip-build GLibDemo >/dev/null
 echo "GLibDemo ran to completion"
+swift build --product MainActorLoop
+timeout 60 swift run --skip-build MainActorLoop
+swift build --scratch-path .build-tsan --sanitize=thread --product MainActorLoop
+timeout 120 swift run --scratch-path .build-tsan --sanitize=thread --skip-build MainActorLoop >/dev/null
+echo "MainActorLoop ran to completion, also under ThreadSanitizer"
 
 step "benchmarks: build and a smoke run (small sizes, no assertions on speed)"
 (cd Benchmarks && swift build -c release --product aio-bench && BENCH_SMOKE=1 RUNS=1 .build/release/aio-bench)

@@ -136,8 +136,14 @@ extension AioContext {
 /// - Enqueueing is lock-free and may happen on any thread: one CAS onto a
 ///   stack, plus one BH schedule when the stack was empty. Jobs run in FIFO
 ///   order, a batch per BH run.
-/// - The context must outlive every actor and task that uses it as an
-///   executor; a context torn down with jobs queued traps naming itself.
+/// - A task that prefers the context keeps it alive until the task ends; an
+///   actor keeps it alive by holding it (a strong `let`, as above). A context
+///   that is torn down anyway with jobs queued (through unowned references)
+///   traps naming itself, rather than leaving tasks suspended forever.
+/// - Jobs never run nested inside another job: a job that polls the context
+///   does not run the jobs queued meanwhile (see `runJobs`). A job that
+///   blocks waiting for another job of the same context deadlocks, as with
+///   any serial executor.
 /// - Code isolated to the context runs on the thread that owns it, so the
 ///   isolation checks (`assumeIsolated`, `preconditionIsolated`) pass exactly
 ///   when the calling thread owns the context.
