@@ -80,6 +80,14 @@ extension AioContext {
         faultWindow()
         seen = notifyGeneration.load(ordering: .acquiring)
         #endif
+        // Busy polling (when on, or still in poll mode) comes before we
+        // advertise: it never raises notifyMe, so notifies stay syscall-free.
+        let wouldWait = timeoutNs != 0
+        let adaptive = wouldWait && pollParameters.maxNs.load(ordering: .relaxed) > 0
+        let entryNs = adaptive ? monotonicNowNs() : 0
+        if wouldWait && (adaptive || pollMode.started) && busyPoll(seen: seen, timeoutNs: timeoutNs) {
+            timeoutNs = 0
+        }
         var slot: WaitSlot? = nil
         if timeoutNs != 0 {
             let waiter = waiters.takeSlot(advertise: true)
@@ -155,6 +163,11 @@ extension AioContext {
         // threads that do (seed 004).
         if timeoutNs == 0 && !blocking { faultStealWakeups() }
         #endif
+        if adaptive {
+            adjustPollWindows(blockNs: monotonicNowNs() &- entryNs,
+                              notified: notifyGeneration.load(ordering: .relaxed) != seen,
+                              ready: slot?.buffers.ready)
+        }
         return dispatchAll(readyIn: slot)
     }
 
@@ -162,6 +175,7 @@ extension AioContext {
     /// then timers: QEMU's order. Returns progress. Owner-only.
     func dispatchAll(readyIn slot: WaitSlot?) -> Bool {
         var progress = bhPoll()
+        progress = dispatchPollReady() || progress
         if let slot {
             progress = dispatchHandlers(slot.buffers.ready) || progress
             slot.buffers.ready.clear()

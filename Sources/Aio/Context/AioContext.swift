@@ -118,6 +118,12 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// The context's virtual clock. Thread-safe.
     public let virtualClock: VirtualClock
 
+    /// Busy-polling parameters (``pollMaxNs``, ``pollGrow``, ``pollShrink``).
+    let pollParameters = PollParameters()
+
+    /// Owner-only: adaptive busy polling's state.
+    var pollMode = PollMode()
+
     /// Swift concurrency jobs queued on the context. Thread-safe push; the
     /// drain is owner-only.
     let jobs = JobQueue()
@@ -259,6 +265,10 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         public var blockingWaits: Int
         /// Calls to ``poll(blocking:)`` plus GSource dispatches.
         public var iterations: Int
+        /// Busy-polling spins that found work (so the loop did not sleep).
+        public var busyPollHits: Int
+        /// Time spent busy-polling, in ns (CPU the spins cost).
+        public var busyPollNs: Int
     }
 
     /// The context's counters. Thread-safe; each counter is read on its own.
@@ -266,7 +276,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         Statistics(bottomHalvesRun: stats.bhRuns.load(ordering: .relaxed),
                    eventfdWrites: stats.eventfdWrites.load(ordering: .relaxed),
                    blockingWaits: stats.blockingWaits.load(ordering: .relaxed),
-                   iterations: stats.iterations.load(ordering: .relaxed))
+                   iterations: stats.iterations.load(ordering: .relaxed),
+                   busyPollHits: stats.busyPollHits.load(ordering: .relaxed),
+                   busyPollNs: stats.busyPollNs.load(ordering: .relaxed))
     }
 
     /// A one-line dump of the wake-up state, for watchdogs and bug reports:
@@ -373,6 +385,9 @@ final class Counters: Sendable {
     let blockingWaits = Atomic<Int>(0)
     /// Written by the owner only.
     let iterations = Atomic<Int>(0)
+    /// Written by the owner (RMW: rare, and owners change).
+    let busyPollHits = Atomic<Int>(0)
+    let busyPollNs = Atomic<Int>(0)
 
     @inline(__always)
     static func bump(_ counter: borrowing Atomic<Int>) {

@@ -144,6 +144,9 @@ extension AioContext {
         // Model: Models/aio_notify_gen.pml, FAULT_G_NO_MEMORY.
         let current = notifyGeneration.load(ordering: .acquiring)
         let seen = notifyMemory.generation(forThread: currentThreadID()) ?? (current &- 1)
+        // GLib cannot busy-poll: leave a poll mode a native poll left on
+        // (end hooks, then a final look at the poll hooks).
+        let pollWork = pollMode.started && leavePollMode(seen: seen)
         #if AIO_FAULT_BOOL_FLAG
         notifyMe.store(1, ordering: .relaxed)
         #else
@@ -155,7 +158,7 @@ extension AioContext {
         // Model: Models/aio_notify_gen.pml, FAULT_G_WAIT_ORDER.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         let ms = GLibTimeout.milliseconds(fromNs: computeTimeoutNs())
-        if ms == 0 {
+        if ms == 0 || pollWork {
             // Ready now: GLib will poll with a zero timeout and, seeing us
             // ready, skip our check. Stop advertising at once, or every notify
             // made by the dispatch that follows would write the eventfd for a

@@ -20,6 +20,10 @@ final class FDHandlerNode: @unchecked Sendable {
     let poll: (@Sendable () -> Bool)?
     /// Runs when `poll` found work. QEMU: `io_poll_ready`.
     let pollReady: (@Sendable () -> Void)?
+    /// Called when the loop enters poll mode (e.g. to turn the producer's
+    /// fd notifications off), and when it leaves it. QEMU: `io_poll_begin`/`io_poll_end`.
+    let pollBegin: (@Sendable () -> Void)?
+    let pollEnd: (@Sendable () -> Void)?
     /// Distinguishes this node from earlier registrations of the same fd in
     /// epoll's event data.
     let generation: UInt32
@@ -42,16 +46,40 @@ final class FDHandlerNode: @unchecked Sendable {
     /// Owner-only: consecutive dispatches that reported POLLHUP/POLLERR.
     var hangupStreak = 0
 
+    /// The handler's busy-polling window in ns (QEMU's per-handler
+    /// `AioPolledEvent.ns`). Written by the owner (load + store), readable
+    /// from anywhere for diagnostics.
+    let pollWindowNs = Atomic<Int64>(0)
+    /// Owner-only: the poll hook found work in this poll call; its
+    /// `pollReady` is due.
+    var pollHit = false
+    /// Owner-only: the fd was reported ready in this poll call.
+    var fdHit = false
+    /// Owner-only: `pollBegin` ran and `pollEnd` has not yet.
+    var pollBegun = false
+    /// Owner-only: `pollReady` is running (possibly with a nested poll inside,
+    /// which must not call this handler's poll hook again).
+    var inPollReady = false
+    /// Under the table lock: counted in the table's `unpolledCount`.
+    var countsAsUnpolled = false
+
     init(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
-         poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?, generation: UInt32) {
+         poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?,
+         pollBegin: (@Sendable () -> Void)? = nil, pollEnd: (@Sendable () -> Void)? = nil,
+         generation: UInt32) {
         self.fd = fd
         self.name = name
         self.read = read
         self.write = write
         self.poll = poll
         self.pollReady = pollReady
+        self.pollBegin = pollBegin
+        self.pollEnd = pollEnd
         self.generation = generation
     }
+
+    /// Whether the loop can busy-poll this handler.
+    var isPolled: Bool { poll != nil && pollReady != nil }
 
     /// poll(2) events: read ⇒ IN (HUP and ERR are always reported), write ⇒ OUT.
     var pollEvents: Int16 {
@@ -76,7 +104,10 @@ extension AioContext {
     ///   `write` when it is writable or in error.
     /// - `poll`/`pollReady` are busy-polling hooks: `poll` says whether there
     ///   is work without a syscall; `pollReady` handles it. `poll` is ignored
-    ///   without `pollReady`.
+    ///   without `pollReady`. `pollBegin`/`pollEnd` run when the loop enters
+    ///   and leaves poll mode (a producer's fd notifications can be turned
+    ///   off in between); after `pollEnd` the loop calls `poll` once more
+    ///   before it sleeps. See ``pollMaxNs``.
     /// - The handler is level-triggered: it runs on every iteration while the
     ///   condition holds.
     ///
@@ -95,7 +126,9 @@ extension AioContext {
         read: (@Sendable () -> Void)? = nil,
         write: (@Sendable () -> Void)? = nil,
         poll: (@Sendable () -> Bool)? = nil,
-        pollReady: (@Sendable () -> Void)? = nil
+        pollReady: (@Sendable () -> Void)? = nil,
+        pollBegin: (@Sendable () -> Void)? = nil,
+        pollEnd: (@Sendable () -> Void)? = nil
     ) throws(AioError) {
         if read == nil && write == nil && pollReady == nil {
             removeHandler(for: fd)
@@ -107,13 +140,15 @@ extension AioContext {
         if !Posix.isOpen(fd: fd) {
             throw .badDescriptor(fd: fd, reason: "not an open descriptor")
         }
+        let polled = poll != nil && pollReady != nil
         handlers.set(fd: fd, name: name ?? "fd \(fd)", read: read, write: write,
-                     poll: pollReady == nil ? nil : poll, pollReady: pollReady)
+                     poll: polled ? poll : nil, pollReady: pollReady,
+                     pollBegin: polled ? pollBegin : nil, pollEnd: polled ? pollEnd : nil)
         notify()
     }
 
     /// Removes the handler for `fd`, if any. Same threading rules as
-    /// ``setHandler(for:name:read:write:poll:pollReady:)``.
+    /// ``setHandler(for:name:read:write:poll:pollReady:pollBegin:pollEnd:)``.
     /// QEMU: `aio_set_fd_handler()` with every callback NULL.
     public func removeHandler(for fd: Int32) {
         if handlers.remove(fd: fd) {
@@ -129,15 +164,22 @@ extension AioContext {
         name: String? = nil,
         read: @escaping @Sendable (EventNotifier) -> Void,
         poll: (@Sendable (EventNotifier) -> Bool)? = nil,
-        pollReady: (@Sendable (EventNotifier) -> Void)? = nil
+        pollReady: (@Sendable (EventNotifier) -> Void)? = nil,
+        pollBegin: (@Sendable (EventNotifier) -> Void)? = nil,
+        pollEnd: (@Sendable (EventNotifier) -> Void)? = nil
     ) throws(AioError) {
         var pollHook: (@Sendable () -> Bool)? = nil
         if let poll { pollHook = { poll(notifier) } }
         var readyHook: (@Sendable () -> Void)? = nil
         if let pollReady { readyHook = { pollReady(notifier) } }
+        var beginHook: (@Sendable () -> Void)? = nil
+        if let pollBegin { beginHook = { pollBegin(notifier) } }
+        var endHook: (@Sendable () -> Void)? = nil
+        if let pollEnd { endHook = { pollEnd(notifier) } }
         let readHook: @Sendable () -> Void = { read(notifier) }
         try setHandler(for: notifier.fd, name: name ?? "notifier \(notifier.fd)",
-                       read: readHook, write: nil, poll: pollHook, pollReady: readyHook)
+                       read: readHook, write: nil, poll: pollHook, pollReady: readyHook,
+                       pollBegin: beginHook, pollEnd: endHook)
     }
 
     /// Removes the handler of `notifier`. QEMU: `aio_set_event_notifier()` with NULL.

@@ -40,7 +40,22 @@ final class HandlerTable: @unchecked Sendable {
     /// notifies, so the next poll sees it.
     let registeredCount = Atomic<Int>(0)
 
+    /// Handlers with busy-poll hooks. Under `lock`; the owner caches a copy
+    /// while `polledVersion` stays the same.
+    private(set) var polled: [FDHandlerNode] = []
+    /// Bumped (under `lock`) whenever `polled` changes.
+    let polledVersion = Atomic<UInt64>(0)
+    /// Handlers whose fd is polled but that have no poll hook: while there is
+    /// one, busy polling would miss its events, so the loop does not
+    /// busy-poll (QEMU's `poll_disable_cnt`). Written under `lock`.
+    let unpolledCount = Atomic<Int>(0)
+
     init() {}
+
+    /// A snapshot of the polled handlers. Takes `lock`.
+    func polledSnapshot() -> (nodes: [FDHandlerNode], version: UInt64) {
+        withLock { (polled, polledVersion.load(ordering: .relaxed)) }
+    }
 
     @inline(__always) func withLock<R>(_ body: () throws -> R) rethrows -> R {
         try lock.withLock(body)
@@ -50,26 +65,37 @@ final class HandlerTable: @unchecked Sendable {
     var monitorKind: FDMonitorKind { withLock { monitor.kind } }
 
     func set(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
-             poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?) {
+             poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?,
+             pollBegin: (@Sendable () -> Void)? = nil, pollEnd: (@Sendable () -> Void)? = nil) {
         // Warnings go out after unlocking: the warning handler is user code
         // and may call back into the table.
         let warning: String? = withLock {
-            setLocked(fd: fd, name: name, read: read, write: write, poll: poll, pollReady: pollReady)
+            setLocked(fd: fd, name: name, read: read, write: write, poll: poll, pollReady: pollReady,
+                      pollBegin: pollBegin, pollEnd: pollEnd)
         }
         if let warning { owner.warn(warning) }
     }
 
     private func setLocked(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
-                           poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?) -> String? {
+                           poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?,
+                           pollBegin: (@Sendable () -> Void)?, pollEnd: (@Sendable () -> Void)?) -> String? {
         var warning: String? = nil
         nextGeneration &+= 1
         let node = FDHandlerNode(fd: fd, name: name, read: read, write: write, poll: poll,
-                                 pollReady: pollReady, generation: nextGeneration)
+                                 pollReady: pollReady, pollBegin: pollBegin, pollEnd: pollEnd,
+                                 generation: nextGeneration)
         if let old = byFD[fd] {
             unlink(old)
         }
         node.index = active.count
         active.append(node)
+        if node.isPolled {
+            polled.append(node)
+            polledVersion.wrappingAdd(1, ordering: .relaxed)
+        } else if node.pollEvents != 0 {
+            node.countsAsUnpolled = true
+            unpolledCount.wrappingAdd(1, ordering: .relaxed)
+        }
         registeredCount.store(active.count, ordering: .relaxed)
         byFD[fd] = node
         do {
@@ -99,6 +125,14 @@ final class HandlerTable: @unchecked Sendable {
     /// Takes `node` out of every structure and marks it deleted. Under `lock`.
     private func unlink(_ node: FDHandlerNode) {
         node.deleted.store(true, ordering: .relaxed)
+        if node.isPolled, let i = polled.firstIndex(where: { $0 === node }) {
+            polled.remove(at: i)
+            polledVersion.wrappingAdd(1, ordering: .relaxed)
+        }
+        if node.countsAsUnpolled {
+            node.countsAsUnpolled = false
+            unpolledCount.wrappingSubtract(1, ordering: .relaxed)
+        }
         let last = active.removeLast()
         if last !== node {
             active[node.index] = last
@@ -117,6 +151,10 @@ final class HandlerTable: @unchecked Sendable {
     func markInvalid(_ node: FDHandlerNode) {
         withLock {
             node.invalid = true
+            if node.countsAsUnpolled {
+                node.countsAsUnpolled = false
+                unpolledCount.wrappingSubtract(1, ordering: .relaxed)
+            }
             monitor.removed(node)
             if let source = glibSource, let tag = node.glibTag {
                 g_source_remove_unix_fd(source, tag)

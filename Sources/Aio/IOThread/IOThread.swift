@@ -19,11 +19,17 @@ public final class IOThread: @unchecked Sendable {
     private let stopRequested = DoneFlag()
     private var thread: NativeThread?
 
+    /// The busy-polling limit IOThread contexts start with (QEMU's default).
+    public static let defaultPollMaxNs: Int64 = 32_000
+
     /// Creates the IOThread and its context; the thread is not started.
+    /// The context busy-polls for up to ``defaultPollMaxNs`` before it sleeps
+    /// (``AioContext/pollMaxNs``; set it to 0 to turn that off).
     /// Throws if the context's eventfds cannot be created.
     public init(name: String) throws(AioError) {
         self.name = name
         self.context = try AioContext(name: name)
+        context.pollMaxNs = Self.defaultPollMaxNs
     }
 
     /// Starts the thread; returns once it is the context's home thread.

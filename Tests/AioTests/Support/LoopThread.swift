@@ -17,17 +17,25 @@ final class LoopThread: @unchecked Sendable {
     private let started = TestEvent()
     private var thread: NativeThread?
 
-    init(_ driver: Driver, name: String = "loop") throws {
+    /// `alternateNative`: in GSource mode, alternate GLib iterations with
+    /// native blocking polls on the same thread.
+    init(_ driver: Driver, name: String = "loop", alternateNative: Bool = false) throws {
         harness = try Harness(driver, name: name)
         let harness = self.harness
         let state = self.state
         let started = self.started
         thread = try NativeThread(name: name) {
-            if harness.driver == .native { harness.ctx.setHomeThread() }
+            if harness.driver == .native || alternateNative { harness.ctx.setHomeThread() }
             state.threadID.store(currentThreadID(), ordering: .releasing)
             started.signal()
+            var native = false
             while !state.stopping.load(ordering: .acquiring) {
-                harness.iterate(blocking: true)
+                if native {
+                    harness.ctx.poll(blocking: true)
+                } else {
+                    harness.iterate(blocking: true)
+                }
+                if alternateNative { native.toggle() }
             }
         }
         precondition(started.wait(seconds: 10), "loop thread did not start")
