@@ -14,6 +14,7 @@
 //   AIO_FAULT_SHARED_FD         QEMU's single eventfd shared by every sleeper
 //   AIO_FAULT_NO_DRAIN          nobody drains their wake-up fd: a busy loop
 //   AIO_FAULT_BH_EARLY_CLEAR    PENDING cleared before the BH is unlinked
+//   AIO_FAULT_POLL_NO_FINAL_CHECK  leaving poll mode without a last look at the poll hooks
 import Synchronization
 
 #if AIO_FAULT_SKIP_WRITE
