@@ -129,59 +129,58 @@ private func oneshotStep(_ chain: Chain) {
     }
 }
 
+/// Times one chain of `n` after a warm-up chain, and prints its rows.
+private func timedChain(_ name: String, _ n: Int, _ chain: (Int) -> Int64) {
+    _ = chain(Sizes.warmup)
+    let c0 = SyscallCounts.now()
+    let a0 = Allocations.thisThread
+    let ns = chain(n)
+    result(impl, name + "_ops_per_s", opsPerSecond(n, ns), "ops/s")
+    result(impl, name + "_ns_per_op", Double(ns) / Double(n), "ns/op")
+    result(impl, name + "_allocs_per_op", Double(Allocations.thisThread - a0) / Double(n), "allocs/op")
+    SyscallCounts.report(impl, name, from: c0, to: SyscallCounts.now(), ops: n)
+}
+
 func sameThread() {
     let ctx = try! AioContext(name: "bench-same")
     let n = Sizes.same
-    let native: (Chain) -> Void = { chain in
-        while chain.count < chain.target { ctx.poll(blocking: true) }
-    }
-    let viaGLib: (Chain) -> Void = { chain in
-        while chain.count < chain.target { g_main_context_iteration(nil, 1) }
-    }
 
-    // Native poll.
-    _ = bhChain(ctx, Sizes.warmup, drive: native)
-    var c0 = SyscallCounts.now()
-    var a0 = Allocations.thisThread
-    var ns = bhChain(ctx, n, drive: native)
-    result(impl, "a_bh_native_ops_per_s", opsPerSecond(n, ns), "ops/s")
-    result(impl, "a_bh_native_ns_per_op", Double(ns) / Double(n), "ns/op")
-    result(impl, "a_bh_native_allocs_per_op", Double(Allocations.thisThread - a0) / Double(n), "allocs/op")
-    SyscallCounts.report(impl, "a_bh_native", from: c0, to: SyscallCounts.now(), ops: n)
-
-    // g_main_context_iteration with the context attached to the default
-    // GMainContext (as GLib's own idle benchmarks use it).
-    ctx.attach(to: nil)
-    _ = bhChain(ctx, Sizes.warmup, drive: viaGLib)
-    c0 = SyscallCounts.now()
-    a0 = Allocations.thisThread
-    ns = bhChain(ctx, n, drive: viaGLib)
-    result(impl, "a_bh_gsource_ops_per_s", opsPerSecond(n, ns), "ops/s")
-    result(impl, "a_bh_gsource_ns_per_op", Double(ns) / Double(n), "ns/op")
-    result(impl, "a_bh_gsource_allocs_per_op", Double(Allocations.thisThread - a0) / Double(n), "allocs/op")
-    SyscallCounts.report(impl, "a_bh_gsource", from: c0, to: SyscallCounts.now(), ops: n)
-    ctx.detach()
-    while g_main_context_iteration(nil, 0) != 0 {}
-
-    // A chain of one-shots (one BH allocated per callback), native poll.
-    let chain = Chain()
-    chain.context = ctx
-    for (size, timed) in [(Sizes.warmup, false), (n, true)] {
-        chain.count = 0
-        chain.target = size
-        c0 = SyscallCounts.now()
-        a0 = Allocations.thisThread
-        let t0 = nowNs()
-        oneshotStep(chain)
-        while chain.count < chain.target { ctx.poll(blocking: true) }
-        let t1 = nowNs()
-        if timed {
-            result(impl, "a_oneshot_native_ops_per_s", opsPerSecond(size, t1 - t0), "ops/s")
-            result(impl, "a_oneshot_native_allocs_per_op", Double(Allocations.thisThread - a0) / Double(size), "allocs/op")
-            SyscallCounts.report(impl, "a_oneshot_native", from: c0, to: SyscallCounts.now(), ops: size)
+    // Native poll on the home thread.
+    if selected("a_bh_native") {
+        timedChain("a_bh_native", n) { size in
+            bhChain(ctx, size) { chain in
+                while chain.count < chain.target { ctx.poll(blocking: true) }
+            }
         }
     }
-    chain.context = nil
+
+    // g_main_context_iteration with the context attached to the default
+    // GMainContext, where GLib's own idle rows run too.
+    if selected("a_bh_gsource") {
+        ctx.attach(to: nil)
+        timedChain("a_bh_gsource", n) { size in
+            bhChain(ctx, size) { chain in
+                while chain.count < chain.target { g_main_context_iteration(nil, 1) }
+            }
+        }
+        ctx.detach()
+        while g_main_context_iteration(nil, 0) != 0 {}
+    }
+
+    // A chain of one-shots (one BH allocated per callback), native poll.
+    if selected("a_oneshot_native") {
+        let chain = Chain()
+        chain.context = ctx
+        timedChain("a_oneshot_native", n) { size in
+            chain.count = 0
+            chain.target = size
+            let t0 = nowNs()
+            oneshotStep(chain)
+            while chain.count < chain.target { ctx.poll(blocking: true) }
+            return nowNs() - t0
+        }
+        chain.context = nil
+    }
 }
 
 // MARK: (b) cross-thread throughput
@@ -194,6 +193,7 @@ enum PostKind: String {
 }
 
 func crossThread(_ kind: PostKind, producers: Int, path: LoopPath) {
+    guard selected("b_\(kind.rawValue)\(producers)_\(path.rawValue)") else { return }
     let n = Sizes.cross / producers * producers
     let perProducer = n / producers
     let loop = RemoteLoop(path)
@@ -238,6 +238,7 @@ func crossThread(_ kind: PostKind, producers: Int, path: LoopPath) {
 // MARK: (c) wake latency of a sleeping loop
 
 func wakeLatency(_ kind: PostKind, path: LoopPath) {
+    guard selected("c_\(kind.rawValue)_\(path.rawValue)") else { return }
     let loop = RemoteLoop(path)
     let ctx = loop.context
     let flood = Flood()

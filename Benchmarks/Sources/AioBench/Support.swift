@@ -51,6 +51,14 @@ enum Sizes {
     static let warmup = smoke ? 1_000 : 10_000
 }
 
+/// BENCH_ONLY=prefix[,prefix...] keeps only the rows whose metric name starts
+/// with one of the prefixes (for profiling one row under callgrind).
+let onlyPrefixes: [String] = (env("BENCH_ONLY") ?? "").split(separator: ",").map(String.init)
+
+func selected(_ row: String) -> Bool {
+    onlyPrefixes.isEmpty || onlyPrefixes.contains { row.hasPrefix($0) }
+}
+
 // MARK: Results
 
 /// Every measurement is printed as `RESULT <impl> <metric> <value> <unit>`,

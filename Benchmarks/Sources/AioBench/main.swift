@@ -78,7 +78,7 @@ for run in 1...runs {
     for group in selectedGroups {
         for impl in selectedImpls {
             guard let body = table[group]?[impl] else { continue }
-            print("## run \(run) \(impl) \(group)")
+            print("# pass \(run): \(impl) \(group)")
             fflush(nil)
             body()
         }
