@@ -380,7 +380,7 @@ def draw_fallback(pts, path, title):
     rect(xpos(1.0), top - 4, xpos(1.0) + 1, top + row_h * len(pts), (0, 0, 0))
     for v in (0.1, 1, 10):
         text(xpos(v) - 6, top + row_h * len(pts) + 8, f"{v:g}")
-    text(label_w, top + row_h * len(pts) + 24, "measured/target, log scale; >= 1 met")
+    text(label_w, top + row_h * len(pts) + 24, "measured/target, log scale, >= 1 met")
 
     raw = b"".join(b"\x00" + bytes(px[y * w * 3:(y + 1) * w * 3]) for y in range(h))
 

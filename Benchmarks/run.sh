@@ -93,9 +93,14 @@ nio_version=$(sed -n '/"identity" : "swift-nio"/,/"version"/s/.*"version" : "\([
 } > "$raw"
 
 # name -> command; ours and the in-package peers run as separate processes.
+failed=()
 run_one() { # $1 label, rest: command
-    local label=$1; shift
-    LD_PRELOAD="$preload" timeout 900 "$@" >> "$raw" 2>&1 || echo "## $label exited $?" >> "$raw"
+    local label=$1 rc=0; shift
+    LD_PRELOAD="$preload" timeout 900 "$@" >> "$raw" 2>&1 || rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "## $label exited $rc" >> "$raw"
+        failed+=("$label")
+    fi
 }
 
 for r in $(seq 1 "$RUNS"); do
@@ -135,4 +140,9 @@ if [ "$SMOKE" = 1 ]; then
     python3 "$here/report.py" "$raw" --no-write
 else
     python3 "$here/report.py" "$raw"
+fi
+# A benchmark that crashed or hung fails the run (speed never does).
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failed: ${failed[*]} (see $raw)" >&2
+    exit 1
 fi
