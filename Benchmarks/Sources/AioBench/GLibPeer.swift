@@ -52,19 +52,14 @@ private func idleRun(_ step: GSourceFunc, _ n: Int) -> (ns: Int64, allocs: UInt)
 
 func glibSameThread() {
     let n = Sizes.same
-    _ = idleRun(idleChainStep, Sizes.warmup)
-    var c0 = SyscallCounts.now()
-    var run = idleRun(idleChainStep, n)
-    result(impl, "a_chain_ops_per_s", opsPerSecond(n, run.ns), "ops/s")
-    result(impl, "a_chain_allocs_per_op", Double(run.allocs) / Double(n), "allocs/op")
-    SyscallCounts.report(impl, "a_chain", from: c0, to: SyscallCounts.now(), ops: n)
-
-    _ = idleRun(idleRepeat, Sizes.warmup)
-    c0 = SyscallCounts.now()
-    run = idleRun(idleRepeat, n)
-    result(impl, "a_repeat_ops_per_s", opsPerSecond(n, run.ns), "ops/s")
-    result(impl, "a_repeat_allocs_per_op", Double(run.allocs) / Double(n), "allocs/op")
-    SyscallCounts.report(impl, "a_repeat", from: c0, to: SyscallCounts.now(), ops: n)
+    for (name, step) in [("a_chain", idleChainStep), ("a_repeat", idleRepeat)] where selected(name) {
+        _ = idleRun(step, Sizes.warmup)
+        let c0 = SyscallCounts.now()
+        let run = idleRun(step, n)
+        result(impl, name + "_ops_per_s", opsPerSecond(n, run.ns), "ops/s")
+        result(impl, name + "_allocs_per_op", Double(run.allocs) / Double(n), "allocs/op")
+        SyscallCounts.report(impl, name, from: c0, to: SyscallCounts.now(), ops: n)
+    }
 }
 
 // MARK: (b), (c), (d) a GMainLoop on another thread, g_main_context_invoke
