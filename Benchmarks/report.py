@@ -87,11 +87,14 @@ ROWS = [
     ("b", "ours one BH 1 producer: eventfd writes/op", "aio", "b_bh1_native_efd_writes_per_op", "perop"),
     ("b", "ours one BH 2 producers: eventfd writes/op", "aio", "b_bh2_native_efd_writes_per_op", "perop"),
     ("b", "ours one-shots via GLib: eventfd writes/op", "aio", "b_oneshot1_gsource_efd_writes_per_op", "perop"),
+    ("b", "ours one-shots 1 producer: sleeps of the loop per op", "aio", "b_oneshot1_native_lib_blocking_waits_per_op", "perop"),
+    ("b", "ours one BH 1 producer: sleeps of the loop per op", "aio", "b_bh1_native_lib_blocking_waits_per_op", "perop"),
     ("b", "ours one BH 1 producer: BH runs per schedule", "aio", "b_bh1_native_runs_per_op", "perop"),
     ("b", "GLib invoke: eventfd writes/op", "glibsw", "b_invoke_efd_writes_per_op", "perop"),
     ("b", "SwiftNIO execute: eventfd writes/op", "nio", "b_execute_efd_writes_per_op", "perop"),
     ("b", "libuv: eventfd writes/op", "libuv", "b_async_efd_writes_per_op", "perop"),
     ("b", "C floor notify_me: eventfd writes/op", "raw", "b_notifyme_efd_writes_per_op", "perop"),
+    ("b", "C floor notify_me + dedup: eventfd writes/op", "raw", "b_dedup_efd_writes_per_op", "perop"),
 ]
 for who, impl, metric in [
     ("ours one-shot, native", "aio", "c_oneshot_native"),

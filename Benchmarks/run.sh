@@ -89,7 +89,7 @@ nio_version=$(sed -n '/"identity" : "swift-nio"/,/"version"/s/.*"version" : "\([
     echo "# versions: $(swift --version 2>&1 | head -1); glib $(pkg-config --modversion glib-2.0); libuv $(pkg-config --modversion libuv); libevent $(pkg-config --modversion libevent); swift-nio ${nio_version:-?}"
     echo "# library: $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$here/.." diff --quiet HEAD 2>/dev/null || echo ' (modified)')"
     echo "# sizes: N_SAME=${BENCH_N_SAME:-1000000} N_CROSS=${BENCH_N_CROSS:-1000000} N_PING=${BENCH_N_PING:-10000} GAP_US=${BENCH_PING_GAP_US:-50} RUNS=$RUNS smoke=$SMOKE"
-    echo "# syscall counter: ${preload:-none}"
+    echo "# syscall counter: ${preload:+fdcount.so from the peers (LD_PRELOAD)}"
 } > "$raw"
 
 # name -> command; ours and the in-package peers run as separate processes.
