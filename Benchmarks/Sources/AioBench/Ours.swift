@@ -1,0 +1,470 @@
+// The library's rows: (a) same-thread BH throughput, (b) cross-thread
+// throughput, (c) wake latency, (d) allocations, (e) scaling, (f) timer
+// lateness, plus the thread pool and the IOThread round trip.
+// Every metric is printed as "RESULT aio <metric> <value> <unit>".
+
+import Aio
+import CGLibShim
+import Glibc
+import Synchronization
+
+private let impl = "aio"
+
+// MARK: Loops on another thread
+
+/// Which loop runs the context: its own `poll(blocking:)` (an IOThread) or a
+/// GMainLoop on another thread with the context attached as a GSource.
+enum LoopPath: String, CaseIterable {
+    case native, gsource
+}
+
+/// A context run on another thread, by either path.
+final class RemoteLoop {
+    let context: AioContext
+    private var ioThread: IOThread?
+    private var glibContext: OpaquePointer?
+    private var glibLoop: OpaquePointer?
+    private var glibThread: NativeThread?
+
+    init(_ path: LoopPath) {
+        switch path {
+        case .native:
+            let io = try! IOThread(name: "bench-loop")
+            try! io.start()
+            ioThread = io
+            context = io.context
+        case .gsource:
+            context = try! AioContext(name: "bench-gsource")
+            let gctx = g_main_context_new()!
+            let loop = g_main_loop_new(gctx, 0)!
+            glibContext = gctx
+            glibLoop = loop
+            context.attach(to: gctx)
+            let running = Semaphore()
+            nonisolated(unsafe) let c = gctx
+            nonisolated(unsafe) let l = loop
+            glibThread = try! NativeThread(name: "bench-glib") {
+                g_main_context_push_thread_default(c)
+                running.post()
+                g_main_loop_run(l)
+                g_main_context_pop_thread_default(c)
+            }
+            running.wait()
+        }
+    }
+
+    func stop() {
+        if let io = ioThread {
+            io.stop()
+            io.join()
+        }
+        if let loop = glibLoop, let gctx = glibContext {
+            g_main_loop_quit(loop)
+            glibThread!.join()
+            context.detach()
+            while g_main_context_iteration(gctx, 0) != 0 {}
+            g_main_loop_unref(loop)
+            g_main_context_unref(gctx)
+        }
+    }
+}
+
+/// State a loop-side callback updates and the measuring thread reads after
+/// the semaphore hands it over.
+final class Flood: @unchecked Sendable {
+    // @unchecked Sendable: `count`, `runs` and the stamps are written only on
+    // the loop thread; the measuring thread reads them after `done.wait()`.
+    var count = 0
+    var runs = 0
+    var target = 0
+    var end: Int64 = 0
+    var stamp: Int64 = 0
+    let done = Semaphore()
+
+    @inline(__always) func hit() {
+        count += 1
+        if count == target {
+            end = nowNs()
+            done.post()
+        }
+    }
+
+    @inline(__always) func ping() {
+        stamp = nowNs()
+        done.post()
+    }
+}
+
+// MARK: (a) same-thread BH throughput
+
+final class Chain: @unchecked Sendable {
+    // @unchecked Sendable: used on the context's home thread only.
+    var count = 0
+    var target = 0
+    var context: AioContext?
+}
+
+/// One BH re-scheduling itself `n` times, driven by `drive` until done.
+/// Returns the elapsed ns.
+private func bhChain(_ ctx: AioContext, _ n: Int, drive: (Chain) -> Void) -> Int64 {
+    let chain = Chain()
+    let bh = ctx.makeBottomHalf(name: "chain") { bh in
+        chain.count += 1
+        if chain.count < chain.target { bh.schedule() }
+    }
+    chain.target = n
+    let t0 = nowNs()
+    bh.schedule()
+    drive(chain)
+    let t1 = nowNs()
+    bh.delete()
+    ctx.poll(blocking: false)
+    return t1 - t0
+}
+
+private func oneshotStep(_ chain: Chain) {
+    chain.context!.scheduleOneshot {
+        chain.count += 1
+        if chain.count < chain.target { oneshotStep(chain) }
+    }
+}
+
+/// Times one chain of `n` after a warm-up chain, and prints its rows.
+private func timedChain(_ name: String, _ n: Int, _ chain: (Int) -> Int64) {
+    _ = chain(Sizes.warmup)
+    let c0 = SyscallCounts.now()
+    let a0 = Allocations.thisThread
+    let ns = chain(n)
+    result(impl, name + "_ops_per_s", opsPerSecond(n, ns), "ops/s")
+    result(impl, name + "_ns_per_op", Double(ns) / Double(n), "ns/op")
+    result(impl, name + "_allocs_per_op", Double(Allocations.thisThread - a0) / Double(n), "allocs/op")
+    SyscallCounts.report(impl, name, from: c0, to: SyscallCounts.now(), ops: n)
+}
+
+func sameThread() {
+    let ctx = try! AioContext(name: "bench-same")
+    let n = Sizes.same
+
+    // Native poll on the home thread.
+    if selected("a_bh_native") {
+        timedChain("a_bh_native", n) { size in
+            bhChain(ctx, size) { chain in
+                while chain.count < chain.target { ctx.poll(blocking: true) }
+            }
+        }
+    }
+
+    // g_main_context_iteration with the context attached to the default
+    // GMainContext, where GLib's own idle rows run too.
+    if selected("a_bh_gsource") {
+        ctx.attach(to: nil)
+        timedChain("a_bh_gsource", n) { size in
+            bhChain(ctx, size) { chain in
+                while chain.count < chain.target { g_main_context_iteration(nil, 1) }
+            }
+        }
+        ctx.detach()
+        while g_main_context_iteration(nil, 0) != 0 {}
+    }
+
+    // A chain of one-shots (one BH allocated per callback), native poll.
+    if selected("a_oneshot_native") {
+        let chain = Chain()
+        chain.context = ctx
+        timedChain("a_oneshot_native", n) { size in
+            chain.count = 0
+            chain.target = size
+            let t0 = nowNs()
+            oneshotStep(chain)
+            while chain.count < chain.target { ctx.poll(blocking: true) }
+            return nowNs() - t0
+        }
+        chain.context = nil
+    }
+}
+
+// MARK: (b) cross-thread throughput
+
+enum PostKind: String {
+    /// `scheduleOneshot` per post.
+    case oneshot
+    /// `schedule()` of one existing BH per post (coalesces while pending).
+    case bh
+}
+
+func crossThread(_ kind: PostKind, producers: Int, path: LoopPath) {
+    guard selected("b_\(kind.rawValue)\(producers)_\(path.rawValue)") else { return }
+    let n = Sizes.cross / producers * producers
+    let perProducer = n / producers
+    let loop = RemoteLoop(path)
+    let ctx = loop.context
+    let flood = Flood()
+    let bh = ctx.makeBottomHalf(name: "flood") { _ in flood.runs += 1 }
+    flood.target = n
+    let name = "b_\(kind.rawValue)\(producers)_\(path.rawValue)"
+
+    let stats0 = ctx.statistics
+    let c0 = SyscallCounts.now()
+    let postedNs = Atomic<Int64>(0)
+    let t0 = withProducers(producers, name: "producer") { _ in
+        let start = nowNs()
+        switch kind {
+        case .oneshot:
+            for _ in 0..<perProducer { ctx.scheduleOneshot { flood.hit() } }
+        case .bh:
+            for _ in 0..<perProducer { bh.schedule() }
+        }
+        postedNs.wrappingAdd(nowNs() - start, ordering: .relaxed)
+    }
+    if kind == .bh {
+        // Every schedule above has run once this one-shot has (FIFO).
+        flood.target = 1
+        flood.count = 0
+        ctx.scheduleOneshot { flood.hit() }
+    }
+    flood.done.wait()
+    let c1 = SyscallCounts.now()
+    result(impl, name + "_ops_per_s", opsPerSecond(n, flood.end - t0), "ops/s")
+    result(impl, name + "_post_ns_per_op", Double(postedNs.load(ordering: .relaxed)) / Double(n), "ns/op")
+    if kind == .bh {
+        result(impl, name + "_runs_per_op", Double(flood.runs) / Double(n), "runs/op")
+    }
+    reportLibraryWrites(name, ctx, from: stats0, ops: n)
+    SyscallCounts.report(impl, name, from: c0, to: c1, ops: n)
+    bh.delete()
+    loop.stop()
+}
+
+// MARK: (c) wake latency of a sleeping loop
+
+func wakeLatency(_ kind: PostKind, path: LoopPath) {
+    guard selected("c_\(kind.rawValue)_\(path.rawValue)") else { return }
+    let loop = RemoteLoop(path)
+    let ctx = loop.context
+    let flood = Flood()
+    let bh = ctx.makeBottomHalf(name: "ping") { _ in flood.ping() }
+    let name = "c_\(kind.rawValue)_\(path.rawValue)"
+    let n = Sizes.pings
+    var wake = [Int64](repeating: 0, count: n)
+    var rtt = [Int64](repeating: 0, count: n)
+    let stats0 = ctx.statistics
+    let c0 = SyscallCounts.now()
+    for i in 0..<n {
+        sleepUs(Sizes.gapUs)
+        let t0 = nowNs()
+        switch kind {
+        case .oneshot: ctx.scheduleOneshot { flood.ping() }
+        case .bh: bh.schedule()
+        }
+        flood.done.wait()
+        let t2 = nowNs()
+        wake[i] = flood.stamp - t0
+        rtt[i] = t2 - t0
+    }
+    let c1 = SyscallCounts.now()
+    wake.sort()
+    rtt.sort()
+    result(impl, name + "_wake_p50_us", percentileUs(wake, 0.5), "us")
+    result(impl, name + "_wake_p99_us", percentileUs(wake, 0.99), "us")
+    result(impl, name + "_rtt_p50_us", percentileUs(rtt, 0.5), "us")
+    result(impl, name + "_rtt_p99_us", percentileUs(rtt, 0.99), "us")
+    reportLibraryWrites(name, ctx, from: stats0, ops: n)
+    SyscallCounts.report(impl, name, from: c0, to: c1, ops: n)
+    bh.delete()
+    loop.stop()
+}
+
+// MARK: (d) allocations
+
+func allocations() {
+    guard Allocations.active else {
+        print("# allocation counter inactive (sanitizer build): (d) skipped")
+        return
+    }
+    let n = Sizes.allocOps
+    let ctx = try! AioContext(name: "bench-alloc")
+    let chain = Chain()
+    let bh = ctx.makeBottomHalf(name: "counted") { _ in chain.count += 1 }
+
+    // Schedule of a BH that is already pending: one atomic OR and a notify.
+    bh.schedule()
+    var a0 = Allocations.thisThread
+    for _ in 0..<n { bh.schedule() }
+    result(impl, "d_schedule_pending_allocs_per_op", Double(Allocations.thisThread - a0) / Double(n), "allocs/op")
+    ctx.poll(blocking: false)
+
+    // Schedule + native poll that runs it, on the home thread.
+    for _ in 0..<100 { bh.schedule(); ctx.poll(blocking: false) }
+    a0 = Allocations.thisThread
+    for _ in 0..<n { bh.schedule(); ctx.poll(blocking: false) }
+    result(impl, "d_schedule_poll_allocs_per_op", Double(Allocations.thisThread - a0) / Double(n), "allocs/op")
+
+    // Schedule + g_main_context_iteration (GLib's own allocations included).
+    ctx.attach(to: nil)
+    for _ in 0..<100 { bh.schedule(); g_main_context_iteration(nil, 0) }
+    a0 = Allocations.thisThread
+    for _ in 0..<n { bh.schedule(); g_main_context_iteration(nil, 0) }
+    result(impl, "d_schedule_gsource_allocs_per_op", Double(Allocations.thisThread - a0) / Double(n), "allocs/op")
+    ctx.detach()
+    while g_main_context_iteration(nil, 0) != 0 {}
+
+    // One-shot + native poll, on the home thread.
+    for _ in 0..<100 { ctx.scheduleOneshot { chain.count += 1 }; ctx.poll(blocking: false) }
+    a0 = Allocations.thisThread
+    for _ in 0..<n { ctx.scheduleOneshot { chain.count += 1 }; ctx.poll(blocking: false) }
+    result(impl, "d_oneshot_poll_allocs_per_op", Double(Allocations.thisThread - a0) / Double(n), "allocs/op")
+    bh.delete()
+    ctx.poll(blocking: false)
+
+    // Cross-thread: every thread's allocations (producer and loop) per post.
+    for kind in [PostKind.bh, .oneshot] {
+        let loop = RemoteLoop(.native)
+        let remote = loop.context
+        let flood = Flood()
+        let target = remote.makeBottomHalf(name: "counted") { _ in flood.runs += 1 }
+        let total = Allocations.processWide {
+            for _ in 0..<n {
+                switch kind {
+                case .bh: target.schedule()
+                case .oneshot: remote.scheduleOneshot { flood.runs += 1 }
+                }
+            }
+            flood.target = 1
+            remote.scheduleOneshot { flood.hit() }
+            flood.done.wait()
+        }
+        // The closing one-shot is one BH: not counted as an op.
+        let perOp = (Double(total) - 1) / Double(n)
+        result(impl, "d_\(kind.rawValue)_cross_allocs_per_op", max(perOp, 0), "allocs/op")
+        target.delete()
+        loop.stop()
+    }
+}
+
+// MARK: (e) scaling
+
+/// ns per native poll that runs one self-re-scheduling BH while `idle` other
+/// BHs exist (created, never scheduled).
+func pollCost(idleBHs idle: Int) -> Double {
+    let ctx = try! AioContext(name: "bench-bhs")
+    let others = (0..<idle).map { _ in ctx.makeBottomHalf(name: "idle") { _ in } }
+    let chain = Chain()
+    let bh = ctx.makeBottomHalf(name: "busy") { bh in
+        chain.count += 1
+        bh.schedule()
+    }
+    bh.schedule()
+    for _ in 0..<1_000 { ctx.poll(blocking: true) }
+    let polls = Sizes.scalingPolls
+    let t0 = nowNs()
+    for _ in 0..<polls { ctx.poll(blocking: true) }
+    let ns = Double(nowNs() - t0) / Double(polls)
+    bh.delete()
+    for other in others { other.delete() }
+    while ctx.poll(blocking: false) {}
+    ctx.poll(blocking: false)
+    return ns
+}
+
+/// ns per native poll with `count` registered eventfds, one ready.
+func pollCost(fds count: Int) -> Double {
+    let ctx = try! AioContext(name: "bench-fds")
+    let notifiers = (0..<count).map { _ in try! EventNotifier() }
+    for n in notifiers { try! ctx.setHandler(for: n, read: { $0.testAndClear() }) }
+    let ready = notifiers[count / 2]
+    let iterations = Sizes.smoke ? 200 : 20_000
+    for _ in 0..<100 { ready.set(); ctx.poll(blocking: true) }
+    let start = nowNs()
+    for _ in 0..<iterations {
+        ready.set()
+        ctx.poll(blocking: true)
+    }
+    let ns = Double(nowNs() - start) / Double(iterations)
+    for n in notifiers { ctx.removeHandler(for: n) }
+    return ns
+}
+
+func scaling() {
+    for idle in [10, 1_000, 100_000] {
+        result(impl, "e_bhs_\(idle)_ns_per_poll", pollCost(idleBHs: idle), "ns/poll")
+    }
+    for fds in [10, 1_000, 10_000] {
+        result(impl, "e_fds_\(fds)_ns_per_poll", pollCost(fds: fds), "ns/poll")
+    }
+}
+
+// MARK: (f) timer lateness
+
+/// Lateness of 500 timers (200 µs to 1 ms ahead), natively or through
+/// g_main_context_iteration with the context attached to a private GMainContext.
+func timerLateness(path: LoopPath) {
+    let ctx = try! AioContext(name: "bench-timers")
+    let mainContext = path == .gsource ? g_main_context_new() : nil
+    if let mainContext { ctx.attach(to: mainContext) }
+    final class Box: @unchecked Sendable { var target: Int64 = 0; var late: [Int64] = [] }
+    let box = Box()
+    let timer = ctx.makeTimer(name: "lateness") { _ in box.late.append(nowNs() - box.target) }
+    let count = Sizes.smoke ? 50 : 500
+    box.late.reserveCapacity(count)
+    for i in 0..<count {
+        box.target = nowNs() + Int64(200_000 + (i % 9) * 100_000)
+        timer.schedule(at: AioInstant(nanoseconds: box.target))
+        while box.late.count == i {
+            if let mainContext { g_main_context_iteration(mainContext, 1) } else { ctx.poll(blocking: true) }
+        }
+    }
+    if let mainContext {
+        ctx.detach()
+        while g_main_context_iteration(mainContext, 0) != 0 {}
+        g_main_context_unref(mainContext)
+    }
+    let sorted = box.late.sorted()
+    result(impl, "f_timer_\(path.rawValue)_p50_us", percentileUs(sorted, 0.5), "us")
+    result(impl, "f_timer_\(path.rawValue)_p99_us", percentileUs(sorted, 0.99), "us")
+}
+
+// MARK: Thread pool and IOThread
+
+/// Submit-to-completion throughput for empty jobs, up to 1,000 in flight.
+func poolThroughput() {
+    let ctx = try! AioContext(name: "bench-pool")
+    final class Box: @unchecked Sendable { var done = 0 }
+    let box = Box()
+    let jobs = Sizes.smoke ? 2_000 : 200_000
+    let batch = 1_000
+    let start = nowNs()
+    var submitted = 0
+    while box.done < jobs {
+        while submitted < jobs && submitted - box.done < batch {
+            ctx.threadPool.submit({ 0 }, completion: { _ in box.done += 1 })
+            submitted += 1
+        }
+        ctx.poll(blocking: true)
+    }
+    let ns = nowNs() - start
+    ctx.threadPool.shutdown()
+    result(impl, "pool_jobs_per_s", opsPerSecond(jobs, ns), "jobs/s")
+}
+
+/// One-shot to an IOThread that writes an eventfd back, waited for with poll(2).
+func ioThreadRoundTrip() {
+    let io = try! IOThread(name: "bench-io")
+    try! io.start()
+    let back = try! EventNotifier()
+    let rounds = Sizes.smoke ? 200 : 20_000
+    var samples: [Int64] = []
+    samples.reserveCapacity(rounds)
+    var entry = pollfd(fd: back.fd, events: Int16(POLLIN), revents: 0)
+    for _ in 0..<rounds {
+        let start = nowNs()
+        io.context.scheduleOneshot { back.set() }
+        while Glibc.poll(&entry, 1, -1) != 1 {}
+        back.testAndClear()
+        samples.append(nowNs() - start)
+    }
+    io.stop()
+    io.join()
+    samples.sort()
+    result(impl, "iothread_rtt_p50_us", percentileUs(samples, 0.5), "us")
+    result(impl, "iothread_rtt_p99_us", percentileUs(samples, 0.99), "us")
+}
