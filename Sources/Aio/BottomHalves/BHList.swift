@@ -20,8 +20,8 @@ final class BHList: @unchecked Sendable {
     let pending = Atomic<Unmanaged<BottomHalf>?>(nil)
 
     /// Owner-only: BHs taken from the stack and not yet dispatched.
-    var queueHead: Unmanaged<BottomHalf>?
-    var queueTail: Unmanaged<BottomHalf>?
+    @exclusivity(unchecked) var queueHead: Unmanaged<BottomHalf>?
+    @exclusivity(unchecked) var queueTail: Unmanaged<BottomHalf>?
 
     /// Links `bh` onto the pending stack. Called once per 0→PENDING transition.
     ///
@@ -96,13 +96,15 @@ final class BHList: @unchecked Sendable {
         var idle = false
         var node = start
         while let current = node {
-            let bh = current.takeUnretainedValue()
-            let f = bh.flags.load(ordering: .relaxed)
+            // The list keeps its BHs alive: read them without retaining.
+            let (f, following) = current._withUnsafeGuaranteedRef { bh in
+                (bh.flags.load(ordering: .relaxed), bh.next)
+            }
             if f & BHFlags.scheduled != 0 && f & BHFlags.deleted == 0 {
                 if f & BHFlags.idle == 0 { return (true, idle) }
                 idle = true
             }
-            node = bh.next
+            node = following
         }
         return (false, idle)
     }

@@ -39,10 +39,10 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     /// Link in the context's pending stack or dispatch queue.
     /// Written by the pushing thread before its releasing CAS [bh-push] and by
     /// the dispatcher; read by the dispatcher after its acquiring exchange.
-    var next: Unmanaged<BottomHalf>?
+    @exclusivity(unchecked) var next: Unmanaged<BottomHalf>?
 
     /// Owner-only. Cleared when the BH is freed, releasing what it captured.
-    var callback: Callback?
+    @exclusivity(unchecked) var callback: Callback?
 
     /// What a BH runs: named BHs get themselves (to re-schedule or delete),
     /// one-shots a plain closure, stored as is so a one-shot costs one
@@ -136,10 +136,14 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
         if old & BHFlags.deleted != 0 {
             fatalError("BottomHalf '\(name)': \(operation) after delete(); a deleted bottom half must not be used again")
         }
-        if old & BHFlags.pending == 0 {
-            context.bhList.push(self)
+        // No reference counting on this path: the context outlives its
+        // undeleted BHs (see `context`), and this BH is alive (we are in it).
+        Unmanaged.passUnretained(context)._withUnsafeGuaranteedRef { ctx in
+            if old & BHFlags.pending == 0 {
+                ctx.bhList.push(self)
+            }
+            ctx.notify()
         }
-        context.notify()
     }
 }
 

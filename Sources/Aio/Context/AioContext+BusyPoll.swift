@@ -12,6 +12,8 @@ struct PollMode {
     /// The polled handlers, copied from the table when its version changes.
     var nodes: [FDHandlerNode] = []
     var version: UInt64 = .max
+    /// Some handler's poll hook found work: a `pollReady` is due.
+    var anyHit = false
 }
 
 /// How long an event may take to come while the loop still spins for it:
@@ -178,6 +180,7 @@ extension AioContext {
             if node.inPollReady || node.isDeleted { continue }
             if node.poll!() {
                 node.pollHit = true
+                pollMode.anyHit = true
                 found = true
             }
         }
@@ -196,6 +199,8 @@ extension AioContext {
     /// Runs `pollReady` for each handler whose poll hook found work.
     /// Returns progress. Owner-only.
     func dispatchPollReady() -> Bool {
+        if !pollMode.anyHit { return false }
+        pollMode.anyHit = false
         let nodes = pollMode.nodes
         var progress = false
         for i in nodes.indices {

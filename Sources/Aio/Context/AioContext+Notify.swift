@@ -51,7 +51,9 @@ extension AioContext {
         stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         return
         #endif
-        if waiting & 1 != 0 {
+        // At most one write per GLib sleep: the flag is set by the notify
+        // that writes and cleared by the check after it drains.
+        if waiting & 1 != 0 && !glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
             glibNotifier.set()
             stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         }
@@ -91,6 +93,12 @@ final class WaitSlot: @unchecked Sendable {
     // and returned to the registry under its lock).
     let notifier: EventNotifier
     let buffers = PollBuffers()
+    /// Wake pending: a notify wrote `notifier` since the slot was advertised.
+    /// Under the registry's lock. Later notifies skip the write (the sleeper
+    /// is already woken), so a sleep costs at most one eventfd write however
+    /// many notifies arrive before its poll withdraws (libuv's and SwiftNIO's
+    /// wake-pending flag). Model: Models/aio_notify_gen.pml, WAKE_PENDING.
+    var wakePending = false
     init() throws(AioError) { notifier = try EventNotifier() }
     #if AIO_FAULT_SHARED_FD
     // FAULT: every native waiter sleeps on, and drains, one shared eventfd.
@@ -151,13 +159,18 @@ final class WaiterRegistry: @unchecked Sendable {
         return slot
     }
 
-    /// Stops waking `slot`. After this no notify writes it.
-    func withdraw(_ slot: WaitSlot) {
+    /// Stops waking `slot`. After this no notify writes it. Returns whether
+    /// a notify wrote it while advertised (its write is complete: writes
+    /// happen under the lock), and clears that flag: the caller drains.
+    func withdraw(_ slot: WaitSlot) -> Bool {
         lock.lock()
         defer { lock.unlock() }
         if let index = advertised.firstIndex(where: { $0 === slot }) {
             advertised.remove(at: index)
         }
+        let written = slot.wakePending
+        slot.wakePending = false
+        return written
     }
 
     /// Gives a slot back to the pool, after its poll has dispatched.
@@ -173,12 +186,18 @@ final class WaiterRegistry: @unchecked Sendable {
     }
     #endif
 
-    /// Writes every advertised slot; returns how many writes it made.
+    /// Writes every advertised slot that has no wake pending; returns how
+    /// many writes it made.
     func wakeAll() -> Int {
         lock.lock()
         defer { lock.unlock() }
-        for slot in advertised { slot.notifier.set() }
-        return advertised.count
+        var writes = 0
+        for i in advertised.indices where !advertised[i].wakePending {
+            advertised[i].wakePending = true
+            advertised[i].notifier.set()
+            writes += 1
+        }
+        return writes
     }
 
     var debugDescription: String {

@@ -135,23 +135,27 @@ extension AioContext {
             } else if watchesFDs {
                 _ = handlers.wait(buffers: waiter.buffers, wakeFD: nil, timeoutNs: 0)
             }
-            waiters.withdraw(waiter)
+            let written = waiters.withdraw(waiter)
             // [wait-end] releasing: the wait is over before we stop advertising.
             #if AIO_FAULT_BOOL_FLAG
             notifyMe.store(0, ordering: .releasing)
             #else
             notifyMe.wrappingSubtract(2, ordering: .releasing)
             #endif
+            _ = woken
             #if !AIO_FAULT_NO_DRAIN
-            if woken {
-                // Our own wake-up, which no other thread reads or drains.
+            if written {
+                // Our own wake-up, which no other thread reads or drains:
+                // exactly one write happened since we advertised (the
+                // slot's wake-pending flag), and none can follow the
+                // withdrawal, so the slot goes back to the pool clean.
                 // Not progress.
                 waiter.notifier.testAndClear()
             }
             #else
             // FAULT: the wake-up is never drained; every later wait returns
             // at once (a busy loop).
-            _ = woken
+            _ = written
             #endif
         } else if watchesFDs {
             let poller = waiters.takeSlot(advertise: false)
@@ -197,6 +201,7 @@ extension AioContext {
         let bhs = bhList.scanScheduled()
         if bhs.busy { return 0 }
         var timeout: Int64 = bhs.idle ? 10_000_000 : -1
+        if armedTimers.count.load(ordering: .relaxed) == 0 { return timeout }
         // Index loops: `for x in array` allocates in unoptimised builds, and
         // this is the hot path the allocation tests watch.
         for i in timerLists.indices {
@@ -208,6 +213,7 @@ extension AioContext {
 
     /// Whether a timer is due now. Owner-only.
     func timerDue() -> Bool {
+        if armedTimers.count.load(ordering: .relaxed) == 0 { return false }
         for i in timerLists.indices where timerLists[i].timeoutNs() == 0 { return true }
         return false
     }
@@ -215,6 +221,7 @@ extension AioContext {
     /// Runs every expired timer once. Returns progress. Owner-only.
     /// QEMU: `timerlistgroup_run_timers()`.
     func runTimers() -> Bool {
+        if armedTimers.count.load(ordering: .relaxed) == 0 { return false }
         var progress = false
         for i in timerLists.indices where timerLists[i].runExpired() {
             progress = true

@@ -80,11 +80,16 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     let notifyGeneration = Atomic<UInt64>(0)
 
     /// Owner-only: the notify generation each polling thread last saw.
-    var notifyMemory = NotifyMemory()
+    @exclusivity(unchecked) var notifyMemory = NotifyMemory()
 
     /// The wake-up fd GLib polls when the context is attached; drained only by
     /// the GSource's check. Immutable after init.
     let glibNotifier: EventNotifier
+
+    /// A notify wrote `glibNotifier` and the check has not drained it yet:
+    /// later notifies skip the write. Set by the writing notify, cleared by
+    /// the check after its drain.
+    let glibWakePending = Atomic<Bool>(false)
 
     /// Private wake-up fds of native waiters. Thread-safe (own lock).
     let waiters: WaiterRegistry
@@ -115,6 +120,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// One timer list per clock, indexed by `AioClock.rawValue`. Thread-safe.
     let timerLists: [TimerList] = AioClock.allCases.map { TimerList(clock: $0) }
 
+    /// Armed timers over every clock. Thread-safe.
+    let armedTimers = ArmedTimers()
+
     /// The context's virtual clock. Thread-safe.
     public let virtualClock: VirtualClock
 
@@ -122,7 +130,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     let pollParameters = PollParameters()
 
     /// Owner-only: adaptive busy polling's state.
-    var pollMode = PollMode()
+    @exclusivity(unchecked) var pollMode = PollMode()
 
     /// Swift concurrency jobs queued on the context. Thread-safe push; the
     /// drain is owner-only.
@@ -153,9 +161,10 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         // Back-references for the parts that need the context; each is owned
         // by the context, so none outlives it.
         handlers.ownerRef = self
-        virtualClock.context = self
+        virtualClock.link.connect(self)
         for list in timerLists {
-            list.context = self
+            list.link = virtualClock.link
+            list.total = armedTimers
             list.virtualClock = virtualClock
         }
         #if AIO_FAULT_SHARED_FD
@@ -337,6 +346,8 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     // MARK: Teardown
 
     private func tearDown() {
+        // First: timers and the virtual clock can no longer reach us.
+        virtualClock.link.cut()
         poolStorage.withLock { $0 }?.tearDown()
         for list in timerLists { list.tearDown() }
         tearDownExecutor()

@@ -19,7 +19,7 @@ final class OwnershipLock: @unchecked Sendable {
     private let owner = Atomic<UInt>(0)
 
     /// Recursion depth of the holder. Holder-only.
-    private var depth = 0
+    @exclusivity(unchecked) private var depth = 0
 
     var isHeldByCurrentThread: Bool {
         owner.load(ordering: .relaxed) == currentThreadID()

@@ -24,37 +24,37 @@ private func shim(_ source: UnsafeMutablePointer<GSource>?) -> UnsafeMutablePoin
     UnsafeMutableRawPointer(source!).assumingMemoryBound(to: AioShimSource.self)
 }
 
+/// Runs `body` with the source's context without retaining it: the source
+/// holds its context (+1) until finalize.
 @inline(__always)
-private func owner(_ source: UnsafeMutablePointer<GSource>?) -> AioContext {
-    // SAFETY: the source holds a +1 on its context from `attach` until
-    // `aioSourceFinalize`, and GLib calls no other callback after finalize.
-    Unmanaged<AioContext>.fromOpaque(shim(source).pointee.owner!).takeUnretainedValue()
+private func withOwner<R>(_ source: UnsafeMutablePointer<GSource>?, _ body: (AioContext) -> R) -> R {
+    Unmanaged<AioContext>.fromOpaque(shim(source).pointee.owner!)._withUnsafeGuaranteedRef(body)
 }
 
 private func aioSourcePrepare(_ source: UnsafeMutablePointer<GSource>?,
                               _ timeout: UnsafeMutablePointer<gint>?) -> gboolean {
-    let ctx = owner(source)
-    let (ready, ms) = ctx.gsourcePrepare()
+    let (ready, ms) = withOwner(source) { $0.gsourcePrepare() }
     timeout?.pointee = ms
     return ready ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
 }
 
 private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolean {
-    let ctx = owner(source)
-    // GLib's query walks the source's fd list without the context lock, while
-    // another thread's g_source_add/remove_unix_fd (under the handler table's
-    // lock) may be changing that list: query under the same lock.
-    let revents = ctx.handlers.withLock {
-        g_source_query_unix_fd(source, shim(source).pointee.notifier_tag)
+    withOwner(source) { ctx in
+        // GLib's query walks the source's fd list without the context lock, while
+        // another thread's g_source_add/remove_unix_fd (under the handler table's
+        // lock) may be changing that list: query under the same lock.
+        let revents = ctx.handlers.withLock {
+            g_source_query_unix_fd(source, shim(source).pointee.notifier_tag)
+        }
+        return ctx.gsourceCheck(source, notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0)
+            ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
     }
-    return ctx.gsourceCheck(source, notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0)
-        ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
 }
 
 private func aioSourceDispatch(_ source: UnsafeMutablePointer<GSource>?,
                                _ callback: GSourceFunc?,
                                _ userData: gpointer?) -> gboolean {
-    owner(source).gsourceDispatch()
+    withOwner(source) { $0.gsourceDispatch() }
     return AIO_SHIM_TRUE  // G_SOURCE_CONTINUE: the context stays attached.
 }
 
@@ -203,6 +203,12 @@ extension AioContext {
             // Not progress.
             glibNotifier.testAndClear()
         }
+        // After the drain, never before: a wake pending means "the fd is
+        // readable or about to be". Cleared first, a notify could write, the
+        // drain swallow it, and the flag stay set with the fd empty: every
+        // later notify would skip its write (Models/aio_notify_gen.pml,
+        // FAULT_PENDING_EARLY_CLEAR).
+        glibWakePending.store(false, ordering: .releasing)
         // Anything on the lists, even a deleted BH that only needs freeing,
         // earns a dispatch; so does a ready handler or a due timer.
         let handlersReady = handlers.registeredCount.load(ordering: .relaxed) > 0

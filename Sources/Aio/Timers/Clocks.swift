@@ -50,9 +50,9 @@ extension Duration {
 public final class VirtualClock: Sendable {
     private let nowNs = Atomic<Int64>(0)
     private let contextName: String
-    /// Set once by the owning context's init. Weak: a caller may keep the
-    /// clock after the context is gone; advancing it then wakes nobody.
-    nonisolated(unsafe) weak var context: AioContext?
+    /// Reaches the owning context. A caller may keep the clock after the
+    /// context is gone; advancing it then wakes nobody (the link is cut).
+    let link = ContextLink()
 
     init(contextName: String) { self.contextName = contextName }
 
@@ -67,14 +67,14 @@ public final class VirtualClock: Sendable {
         // Releasing: a poll that reads the new time also sees what the
         // advancing thread wrote before.
         nowNs.wrappingAdd(ns, ordering: .releasing)
-        context?.notify()
+        link.notify()
     }
 
     /// Sets the clock to `instant`, which must not be in its past.
     public func set(to instant: AioInstant) {
         let old = nowNs.exchange(instant.nanoseconds, ordering: .releasing)
         precondition(instant.nanoseconds >= old, "VirtualClock of AioContext '\(contextName)': set(to:) into the past (\(instant) < \(old) ns)")
-        context?.notify()
+        link.notify()
     }
 }
 

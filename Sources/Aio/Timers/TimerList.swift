@@ -22,10 +22,12 @@ final class TimerList: @unchecked Sendable {
     /// Bumped by every arming; a pass runs only timers armed before it
     /// started, so a callback that re-arms into the past waits for the next pass.
     private var serial: UInt64 = 0
-    /// Set once by the owning context's init. Weak: a timer may outlive its
-    /// context (timers need no deletion), and arming it then must not touch
-    /// freed memory; it traps through `tornDown` instead.
-    weak var context: AioContext?
+    /// Set once by the owning context's init. A timer may outlive its
+    /// context (timers need no deletion): arming it then traps through
+    /// `tornDown`, and the link is cut, so it never touches freed memory.
+    var link: ContextLink?
+    /// The context's count of armed timers over every clock. Set once by init.
+    var total: ArmedTimers?
     /// The context's virtual clock, held here so reading the time never goes
     /// through the context. Set once by the context's init.
     var virtualClock: VirtualClock?
@@ -64,13 +66,13 @@ final class TimerList: @unchecked Sendable {
             timer.armSerial = serial
             timer.heapIndex = heap.count
             heap.append(timer)
-            armedCount.store(heap.count, ordering: .relaxed)
+            setArmedCount(heap.count)
             siftUp(heap.count - 1)
             return heap[0] === timer
         }
         // Only a new earliest deadline can shorten a sleep. QEMU: the timer
         // list's notify callback, aio_notify for a context.
-        if becameFirst { context?.notify() }
+        if becameFirst { link?.notify() }
     }
 
     func disarm(_ timer: AioTimer) {
@@ -119,17 +121,23 @@ final class TimerList: @unchecked Sendable {
         withLock {
             for timer in heap { timer.heapIndex = -1; timer.expireNs = -1 }
             heap.removeAll()
-            armedCount.store(0, ordering: .relaxed)
+            setArmedCount(0)
             tornDown = true
         }
     }
 
     // MARK: Heap, under `lock`
 
+    private func setArmedCount(_ count: Int) {
+        let old = armedCount.load(ordering: .relaxed)
+        armedCount.store(count, ordering: .relaxed)
+        if count != old { total?.count.wrappingAdd(count - old, ordering: .relaxed) }
+    }
+
     private func removeLocked(_ timer: AioTimer) {
         let i = timer.heapIndex
         let last = heap.removeLast()
-        armedCount.store(heap.count, ordering: .relaxed)
+        setArmedCount(heap.count)
         if i < heap.count {
             heap[i] = last
             last.heapIndex = i
