@@ -133,13 +133,29 @@ for k in (10, 1000, 10000):
 for path in ("native", "gsource"):
     for p in ("p50", "p99"):
         ROWS.append(("f", f"ours: timer lateness, {'native' if path == 'native' else 'GSource'}, {p}", "aio", f"f_timer_{path}_{p}_us", "us"))
+for who, impl, tag in [("ours, IOThread (native)", "aio", "_native"), ("ours, GSource", "aio", "_gsource"),
+                       ("SwiftNIO event loop executor", "nio", ""), ("default actor, global executor", "swift", "")]:
+    for p in ("p50", "p99"):
+        ROWS.append(("g", f"{who}: actor hop round trip {p}", impl, f"g_hop{tag}_rtt_{p}_us", "us"))
+    ROWS.append(("g", f"{who}: actor calls from 4 tasks", impl, f"g_calls{tag}_ops_per_s", "Mops"))
+for who, impl, metric in [("ours, IOThread (native)", "aio", "g_tasks_native"), ("ours, GSource", "aio", "g_tasks_gsource"),
+                          ("global executor", "swift", "g_tasks")]:
+    ROWS.append(("g", f"{who}: Task(executorPreference:) enqueue → run", impl, f"{metric}_ops_per_s", "Mops"))
+for max_us in (0, 32, 256):
+    label = "polling off" if max_us == 0 else f"pollMaxNs {max_us} µs"
+    for suffix, tag in [("", "unpinned"), ("@cpu0", "pinned")]:
+        for p in ("p50", "p99"):
+            ROWS.append(("poll", f"ours, {label}, 10k req/s: wake {p}, {tag}", "aio" + suffix, f"p_poll{max_us}_wake_{p}_us", "us"))
+    ROWS.append(("poll", f"ours, {label}: loop CPU per wake", "aio", f"p_poll{max_us}_cpu_us_per_wake", "us"))
+    ROWS.append(("poll", f"ours, {label}: wakes found by spinning", "aio", f"p_poll{max_us}_spin_hits_per_wake", "perop"))
+ROWS.append(("poll", "ours, pollMaxNs 32 µs: idle CPU after a busy spell (10 ms timer)", "aio", "p_idle_cpu_percent", "pct"))
 ROWS += [
     ("other", "ours: thread pool, empty jobs, submit to completion", "aio", "pool_jobs_per_s", "kjobs"),
     ("other", "ours: one-shot round trip to an IOThread, p50", "aio", "iothread_rtt_p50_us", "us"),
     ("other", "ours: one-shot round trip to an IOThread, p99", "aio", "iothread_rtt_p99_us", "us"),
 ]
 
-UNITS = {"Mops": "M ops/s", "allocs": "allocs/op", "perop": "per op", "us": "µs", "ns": "ns/poll", "kjobs": "k jobs/s"}
+UNITS = {"pct": "% CPU", "Mops": "M ops/s", "allocs": "allocs/op", "perop": "per op", "us": "µs", "ns": "ns/poll", "kjobs": "k jobs/s"}
 
 
 def fmt(v, kind):
@@ -153,6 +169,8 @@ def fmt(v, kind):
         return f"{v:.0f}"
     if kind == "us":
         return f"{v:.1f}"
+    if kind == "pct":
+        return f"{v:.2f}"
     if kind in ("allocs", "perop"):
         if v == 0:
             return "0"
@@ -183,6 +201,8 @@ TARGETS = [
     ("d", "0 allocations per schedule of a pending BH", "abs_le", ("aio", "d_schedule_pending_allocs_per_op"), None, 0.0),
     ("d", "0 allocations per schedule + native poll", "abs_le", ("aio", "d_schedule_poll_allocs_per_op"), None, 0.0),
     ("e", "poll cost flat within 2× for 10 … 100,000 idle BHs", "flat_le", [("aio", f"e_bhs_{k}_ns_per_poll") for k in (10, 1000, 100000)], None, 2.0),
+    ("poll", "pollMaxNs 256 µs: unpinned wake p50 < 2 µs at 10k req/s", "abs_le", ("aio", "p_poll256_wake_p50_us"), None, 2.0),
+    ("poll", "idle CPU < 1% after the windows shrink", "abs_le", ("aio", "p_idle_cpu_percent"), None, 1.0),
     ("e", "poll cost flat within 2× for 10 … 10,000 fds", "flat_le", [("aio", f"e_fds_{k}_ns_per_poll") for k in (10, 1000, 10000)], None, 2.0),
 ]
 

@@ -105,7 +105,7 @@ run_one() { # $1 label, rest: command
 
 for r in $(seq 1 "$RUNS"); do
     echo "# load run $r: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$raw"
-    for impl in aio glib nio; do
+    for impl in aio glib nio swift; do
         say "run $r/$RUNS: aio-bench $impl"
         echo "## run $r aio-bench-$impl" >> "$raw"
         RUNS=1 run_one "aio-bench-$impl" "$aio" "$impl"
@@ -126,9 +126,9 @@ if [ "$PINNED" = 1 ]; then
         say "pinned run $r/$RUNS"
         for cmd in aio-bench "${peers[@]}"; do
             echo "## pinned run $r $cmd" >> "$raw"
-            if [ "$cmd" = aio-bench ]; then set -- "$aio" wake; else set -- "$bin/$cmd"; fi
+            if [ "$cmd" = aio-bench ]; then set -- "$aio" wake polling; else set -- "$bin/$cmd"; fi
             RUNS=1 BENCH_N_SAME=1000 BENCH_N_CROSS=1000 LD_PRELOAD="$preload" taskset -c 0 timeout 900 "$@" 2>&1 \
-                | sed -n 's/^RESULT \([^ ]*\) \(c_[a-z_0-9]*\) /RESULT \1@cpu0 \2 /p' >> "$raw" || true
+                | sed -n 's/^RESULT \([^ ]*\) \([cp]_[a-z_0-9]*\) /RESULT \1@cpu0 \2 /p' >> "$raw" || true
         done
     done
 fi

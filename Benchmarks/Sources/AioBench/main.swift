@@ -5,8 +5,8 @@
 // format) and summarised (median, min-max) at the end. No assertion on speed.
 //
 //   aio-bench [impl...] [group...]
-//     impl:  aio glib nio                      (default: all)
-//     group: same cross wake alloc scaling timers pool iothread   (default: all)
+//     impl:  aio glib nio swift                (default: all; swift = the global executor)
+//     group: same cross wake alloc scaling timers pool iothread executor polling   (default: all)
 //   RUNS=n, BENCH_SMOKE=1 (tiny sizes), BENCH_N_SAME, BENCH_N_CROSS,
 //   BENCH_N_PING, BENCH_PING_GAP_US, BENCH_N_SCALING (see Support.swift).
 // Benchmarks/run.sh runs it together with the C peers and writes BENCHMARKS.md.
@@ -14,8 +14,8 @@
 import Aio
 import Glibc
 
-let impls = ["aio", "glib", "nio"]
-let groups = ["same", "cross", "wake", "alloc", "scaling", "timers", "pool", "iothread"]
+let impls = ["aio", "glib", "nio", "swift"]
+let groups = ["same", "cross", "wake", "alloc", "scaling", "timers", "pool", "iothread", "executor", "polling"]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.contains("--help") || arguments.contains("-h") {
@@ -68,6 +68,11 @@ let table: [String: [String: () -> Void]] = [
     "timers": ["aio": { timerLateness(path: .native); timerLateness(path: .gsource) }],
     "pool": ["aio": poolThroughput],
     "iothread": ["aio": ioThreadRoundTrip],
+    "executor": ["aio": executorRows, "nio": nioExecutorRows, "swift": globalExecutorRows],
+    "polling": ["aio": {
+        for maxNs: Int64 in [0, 32_000, 256_000] { pollingLatency(maxNs: maxNs) }
+        pollingIdleCPU()
+    }],
 ]
 
 print("# aio-bench: \(runs) run(s); impls \(selectedImpls.joined(separator: " ")); groups \(selectedGroups.joined(separator: " "))"
