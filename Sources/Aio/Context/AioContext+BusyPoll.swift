@@ -151,6 +151,9 @@ extension AioContext {
         pollMode.started = false
         let begun = pollMode.begun
         pollMode.begun.removeAll(keepingCapacity: true)
+        #if AIO_FAULT_POLL_NO_FINAL_CHECK
+        faultWindow()  // between the spin's last look and pollEnd
+        #endif
         for i in begun.indices {
             begun[i].pollBegun = false
             begun[i].pollEnd?()
