@@ -101,7 +101,7 @@ struct Variant: @unchecked Sendable {
 /// A D-Bus error: a name such as `org.freedesktop.DBus.Error.InvalidArgs` and
 /// a message for humans. The service replies with these; the demo's client
 /// receives them.
-struct DBusError: Error, Sendable, CustomStringConvertible {
+struct DBusError: Error, Sendable, Equatable, CustomStringConvertible {
     let name: String
     let message: String
 

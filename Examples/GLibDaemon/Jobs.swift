@@ -90,7 +90,8 @@ enum Jobs {
         while !cancellable.isCancelled {
             let remainingMs = (deadline - g_get_monotonic_time() + 999) / 1000
             if remainingMs <= 0 { return "slept \(milliseconds) ms" }
-            _ = g_poll(&pollFD, hasFD ? 1 : 0, gint(remainingMs))  // EINTR: just loop
+            // Without an fd (not expected on Linux), look again every 50 ms.
+            _ = g_poll(&pollFD, hasFD ? 1 : 0, gint(hasFD ? remainingMs : min(remainingMs, 50)))  // EINTR: loop
         }
         throw .shuttingDown
     }

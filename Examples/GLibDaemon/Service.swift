@@ -242,7 +242,7 @@ final class DaemonService: @unchecked Sendable {
                 // CancellationError: shutdown cancelled the job before a
                 // worker took it. DBusError.shuttingDown: it was interrupted.
                 let dbusError = (error as? DBusError) ?? .shuttingDown
-                if dbusError.name == DBusError.shuttingDown.name && isShuttingDown {
+                if dbusError == .shuttingDown {
                     jobsCancelled += 1
                 } else {
                     jobsFailed += 1
