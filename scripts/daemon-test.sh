@@ -143,11 +143,12 @@ expect_error org.freedesktop.DBus.Error.FileNotFound Sha256 "$work/no-such-file"
 expect_error org.freedesktop.DBus.Error.FileNotFound DirectorySize "$work/no-such-dir"
 expect_error org.freedesktop.DBus.Error.InvalidArgs Sha256 "$tree"           # a directory
 expect_error org.freedesktop.DBus.Error.InvalidArgs DirectorySize "$work/a.txt"  # not a directory
+expect_error org.freedesktop.DBus.Error.InvalidArgs Sha256 /dev/zero           # not a regular file
 expect_error org.freedesktop.DBus.Error.InvalidArgs Sha256 relative/path
 expect_error org.freedesktop.DBus.Error.InvalidArgs Sleep 120000
 expect_error org.freedesktop.DBus.Error.InvalidArgs Sha256 "$work/a.txt" extra-argument
 expect_error org.freedesktop.DBus.Error.UnknownMethod NoSuchMethod
-pool_failed=4  # the first four reached the pool and failed there
+pool_failed=5  # the first five reached the pool and failed there
 got=$(timeout 30 dbus-send --session --print-reply --reply-timeout=20000 --dest="$dest" "$path" \
     "$iface.Sha256" uint32:42 2>&1 || true)
 case "$got" in

@@ -87,6 +87,7 @@ final class PrivateBus {
         guard let line = g_data_input_stream_read_line(lines, nil, nil, &error) else {
             let why = error != nil ? takeMessage(&error) : "it exited without printing its address"
             g_subprocess_force_exit(process)
+            g_object_unref(UnsafeMutableRawPointer(process))
             throw DBusError(name: "org.freedesktop.DBus.Error.SpawnFailed", message: "dbus-daemon: " + why)
         }
         address = String(cString: line)

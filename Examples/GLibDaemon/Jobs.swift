@@ -23,6 +23,16 @@ enum Jobs {
             throw DBusError(taking: &error)
         }
         defer { g_object_unref(fileStream) }
+        // Only regular files: /dev/zero or a FIFO would keep a worker busy
+        // forever.
+        guard let info = g_file_input_stream_query_info(fileStream, "standard::type", cancellable.raw, &error) else {
+            throw DBusError(taking: &error)
+        }
+        let type = g_file_info_get_file_type(info)
+        g_object_unref(UnsafeMutableRawPointer(info))
+        if type != G_FILE_TYPE_REGULAR {
+            throw .invalidArgs("\(path) is not a regular file")
+        }
         // SAFETY: a GFileInputStream is a GInputStream (its first member);
         // this is the C cast G_INPUT_STREAM(fileStream).
         let stream = UnsafeMutableRawPointer(fileStream).assumingMemoryBound(to: GInputStream.self)

@@ -72,7 +72,11 @@ func serve(on connection: OpaquePointer, options: ServiceOptions, client: DemoCl
     let loop = MainLoop()
     let service = DaemonService(ctx: ctx, connection: connection, options: options)
     service.onReady = { client?.start() }
-    service.onDrained = { if client?.isFinished ?? true { loop.quit() } }
+    // Quit once the service has drained and the demo (if any) is done, or
+    // at once if the service failed (e.g. lost its name).
+    service.onDrained = { [unowned service] in
+        if client?.isFinished ?? true || service.exitStatus != 0 { loop.quit() }
+    }
     client?.onFinished = { [unowned service] in if service.isDrained { loop.quit() } }
 
     var status: Int32 = 0

@@ -44,9 +44,6 @@ final class Progress: @unchecked Sendable {
     }
 }
 
-/// A GLib pointer handed to a thread-safe GLib call from a @Sendable closure.
-struct Unchecked<T>: @unchecked Sendable { let value: T }
-
 func run() -> Int32 {
     // A private GMainContext: nothing else in the process iterates it.
     let glibContext = g_main_context_new()!
