@@ -35,6 +35,28 @@ let package = Package(
             dependencies: ["Aio", "CGLibShim"],
             path: "Examples/MainActorLoop"
         ),
+        // GIO (GDBus, GFile, GSubprocess) for the examples only; Aio never depends on it.
+        .systemLibrary(
+            name: "CGIOShim",
+            path: "Examples/CGIOShim",
+            pkgConfig: "gio-2.0",
+            providers: [.apt(["libglib2.0-dev"])]
+        ),
+        .executableTarget(
+            name: "GLibDaemon",
+            dependencies: ["Aio", "CGLibShim", "CGIOShim"],
+            path: "Examples/GLibDaemon"
+        ),
+        .executableTarget(
+            name: "ManualIteration",
+            dependencies: ["Aio", "CGLibShim"],
+            path: "Examples/ManualIteration"
+        ),
+        .executableTarget(
+            name: "IOThreadOffload",
+            dependencies: ["Aio", "CGLibShim"],
+            path: "Examples/IOThreadOffload"
+        ),
         // Counts this thread's heap allocations by interposing malloc in the test executable.
         .target(
             name: "CAllocCounter",

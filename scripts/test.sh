@@ -6,7 +6,9 @@
 #   4. swift test and the stress harness under ThreadSanitizer;
 #   5. swift test under AddressSanitizer + LeakSanitizer;
 #   6. the fault matrix: every re-injected historical bug must be detected;
-#   7. every example, run to completion;
+#   7. every example, run to completion (MainActorLoop also under
+#      ThreadSanitizer), and GLibDaemon's integration test
+#      (scripts/daemon-test.sh: gdbus clients on a private session bus);
 #   8. the benchmark package: built, and a smoke run of ours and the peers with
 #      small sizes (Benchmarks/run.sh).
 # Installs what it needs first. Each sanitizer gets its own scratch path
@@ -45,15 +47,30 @@ LSAN_OPTIONS="suppressions=$PWD/lsan.supp" \
 step "fault matrix: each re-injected historical bug must be detected"
 bash scripts/fault-matrix.sh
 
-step "examples"
+step "examples, each run to completion"
 swift build --product GLibDemo
-timeout 60 swift run --skip-build GLibDemo >/dev/null
-echo "GLibDemo ran to completion"
+swift build --product ManualIteration
+swift build --product IOThreadOffload
+swift build --product GLibDaemon
 swift build --product MainActorLoop
-timeout 60 swift run --skip-build MainActorLoop
+example_log=$(mktemp)
+for example in GLibDemo ManualIteration IOThreadOffload MainActorLoop "GLibDaemon --demo"; do
+    # shellcheck disable=SC2086  # "GLibDaemon --demo" is a command and its argument
+    if timeout 120 swift run --skip-build $example >"$example_log" 2>&1; then
+        echo "$example ran to completion: $(tail -n 1 "$example_log")"
+    else
+        cat "$example_log"
+        echo "$example FAILED" >&2
+        exit 1
+    fi
+done
+rm -f "$example_log"
 swift build --scratch-path .build-tsan --sanitize=thread --product MainActorLoop
 timeout 120 swift run --scratch-path .build-tsan --sanitize=thread --skip-build MainActorLoop >/dev/null
-echo "MainActorLoop ran to completion, also under ThreadSanitizer"
+echo "MainActorLoop ran to completion under ThreadSanitizer"
+
+step "GLibDaemon integration test: gdbus clients on a private session bus"
+bash scripts/daemon-test.sh "$(swift build --show-bin-path)/GLibDaemon"
 
 step "benchmarks: build, and a smoke run of ours and every peer (small sizes, no assertions on speed)"
 # Builds aio-bench (release, with SwiftNIO) and the C peers of ../shared/peers
