@@ -1,11 +1,11 @@
 /*
  * aio_poll.pml: adaptive busy polling in the native poll, on top of the
- * notify generation of aio_notify_gen.pml. A native blocking poll may spin
- * for a while before it sleeps. While it spins it does NOT advertise in
+ * notify generation of aio_notify_gen.pml. Before a native blocking poll
+ * sleeps it may spin for a while. While it spins it does NOT advertise in
  * notifyMe, so a notify() costs no eventfd write, and a device's pollBegin
- * hook turns the device's "kicks" (its fd notifications) off, so the device
- * only queues items. Before the loop may sleep it must leave poll mode:
- * pollEnd (kicks back on), a final look at the poll hooks, and then the
+ * hook turns the device's "kicks" (its fd notifications) off, so that the
+ * device only queues items. Before the loop may sleep it must leave poll
+ * mode: pollEnd (kicks back on), a final look at the poll hooks, then the
  * usual advertise + full fence + generation check. README.md explains the
  * results; run.sh knows the expected verdicts.
  *
@@ -16,109 +16,110 @@
  *     spin -t -p -g [-DVARIANT ...] aio_poll.pml      (replay a trail)
  *
  * Threads:
- *   T  the thread that owns and polls the context (an IOThread). By default
- *      it runs native blocking polls only. With WITH_G it may switch, after
- *      any iteration, between a native poll and a GLib iteration (prepare,
- *      GLib's poll, check, dispatch) on the same context, as a main thread
- *      does that waits in a native poll and otherwise runs the GLib loop.
- *      Being one thread, it needs no ownership lock and has one notify
- *      memory for both paths.
+ *   V  a thread in native blocking polls (pollOnce), taking ownership per
+ *      call. Without WITH_G it is the only poller and loops forever, and
+ *      its caller's condition is needV. With WITH_G its caller may stop
+ *      after any call (it is done with the context and releases it).
+ *   G  (WITH_G) the GLib thread, on its own thread: prepare, GLib's poll,
+ *      check, dispatch, forever; its caller's condition is needG.
  *   W  schedules work: up to WOPS operations, each a BH schedule
- *      (bhSched = true; notify()) or "work only T's caller does"
- *      (needV = true; notify()). It may stop early.
+ *      (bhSched = true; notify()) or a caller condition (needV, or needG
+ *      with WITH_G, = true; notify()). It may stop early.
  *   D  a device with a ring and a kick fd (a virtqueue and its ioeventfd):
- *      up to DOPS items, each pushed into the ring; then, if kicks are on,
- *      a write to the kick fd. It may stop early.
+ *      up to DOPS items, each pushed into the ring and then, if kicks are
+ *      on, a write to the kick fd. It may stop early.
  *
- * The generation: as in aio_notify_gen.pml, T only ever asks "has the
- * generation moved since my reference value `seen`?" (its notify memory),
- * so the model keeps that answer as one bit, vNew. notify() sets it in its
- * generation bump; T clears it when it remembers the generation at the end
- * of a poll (or, in FAULT_POLL_SNAPSHOT_AFTER, when it takes `seen` late).
- * The memory starts unknown (current - 1), i.e. vNew = true.
+ * The generation: as in aio_notify_gen.pml, a thread only ever asks "has
+ * the generation moved since my reference value `seen`?" (its notify
+ * memory), so the model keeps that answer as one bit per thread, vNew and
+ * gNew. notify() sets them in its generation bump; a thread clears its own
+ * when it remembers the generation (or, in FAULT_POLL_SNAPSHOT_AFTER, when
+ * it takes `seen` late). An unknown memory is current - 1: the bits start
+ * true. A BH is one flag; the lock-free BH list is checked in aio_notify.pml.
+ * The adaptive window is a nondeterministic choice per call (0 or not), so
+ * every grow/shrink policy is covered. A spin is 1 to ROUNDS rounds.
  *
  * The model is sequentially consistent. "full fence" is a comment, and the
  * *_ORDER switches write out the reordering a missing store->load fence
- * allows. Atomicity: one step per shared access, except that a branch on a
- * local is merged with its first step, and a poll(2)/epoll wait returns the
- * readiness of all its fds at one instant (one step).
+ * allows. Atomicity: one step per shared access. An ownership acquire is
+ * merged with the step after it, a release with the step before it, a
+ * branch on a local with its first step, and a poll(2)/epoll wait reports
+ * all its fds at one instant. `started` and pollHit are owner-only.
  *
  * ---------------------------------------------------------------------------
- * Model step -> Swift code (AioContext+Poll.swift pollOnce,
- * AioContext+BusyPoll.swift busyPoll / leavePollMode / pollHandlersOnce,
- * GSource.swift gsourcePrepare, AioContext+Notify.swift notify)
+ * Model step -> Swift code (AioContext+Poll.swift pollOnce;
+ * AioContext+BusyPoll.swift busyPoll, leavePollMode, pollHandlersOnce,
+ * dispatchPollReady; GSource.swift; AioContext+Notify.swift notify)
  * ---------------------------------------------------------------------------
- * notify(), proctype W
- *   N1  notifyGeneration += 1 (releasing): vNew = true
+ * notify(), in W
+ *   N1  notifyGeneration += 1 (releasing): vNew (and gNew) = true
  *   N2  full fence [dekker-notify]
  *   N3  m = notifyMe
  *   N4  m & 1: write the GLib notifier (glibFd)            (WITH_G only)
- *   N5  m >= 2: write every advertised slot (slotFd if registered)
- *   schedule(): bhSched = true (the push), then notify(). The lock-free BH
- *   list itself is checked in aio_notify.pml; here a BH is one flag.
+ *   N5  m >= 2: write every advertised slot (slotFd, if registered)
  *
  * The device, proctype D (producer side of a virtqueue)
  *   K1  push an item: ring = true (publish the avail index)
- *   K2  full fence (the producer's virtio_mb before it looks at the
- *       notification-suppression flag)
+ *   K2  full fence (virtio's mb before it reads the suppression flag)
  *   K3  ke = kicksEnabled
  *   K4  ke: write the kick fd (kickFd = true)
  *   FAULT_POLL_DEV_ORDER: K3 before K1 (no K2 fence).
  *
- * Native blocking poll, proctype T (pollOnce)
- *   Q2  seen = the generation remembered by this thread (vNew)
+ * Native blocking poll, proctype V (pollOnce)
+ *   Q1  ownership.acquire(); Q2 seen = memory (vNew)
  *   Q3  timeout = computeTimeoutNs(): 0 if a BH is scheduled. Timeout 0:
- *       no spinning, no leaving poll mode; go to Z.
- *   B0  busyPoll: the window (adaptive; min of the handlers' windows,
- *       pollMaxNs, the timeout) is either 0 or positive: nondeterministic
- *       each call. 0: go to E (leave poll mode if it is on).
- *   B1  not started: started = true, every pollBegin: kicksEnabled = false
+ *       no spin, poll mode unchanged; go to Z.
+ *   B0  busyPoll: the window is 0 or positive. 0: go to E.
+ *   B1  not started: started = true, pollBegin: kicksEnabled = false
  *   B2  one round of pollHandlersOnce: ev = (generation != seen), then
- *       pf = the device's poll hook (ring non-empty; marks pollHit)
- *   B3  ev || pf: found. timeout = 0, poll mode stays on; go to Z.
- *       Otherwise spin again (at most ROUNDS rounds) or the window expires.
- *   E1  leavePollMode, if started: started = false, every pollEnd:
+ *       pf = the device's poll hook (ring non-empty; sets pollHit)
+ *   B3  ev || pf: found. Timeout 0, poll mode stays on; go to Z.
+ *       Otherwise spin again, or the window expires.
+ *   E1  leavePollMode, if started: started = false, pollEnd:
  *       kicksEnabled = true
  *   E2  full fence [poll-end]
- *   E3  final check, pollHandlersOnce again: ev, then pf. ev || pf:
- *       timeout 0; go to Z.
+ *   E3  final check, pollHandlersOnce: ev, then pf. Found: timeout 0; Z.
  *   A1  waiters.takeSlot(advertise: true): registered = true
  *   A2  notifyMe += 2
  *   A3  full fence [dekker-wait]
- *   A4  generationNow != seen: timeout 0 (zero-timeout wait: kr = kickFd)
- *   A5  otherwise handlers.wait on the slot fd and the kick fd; returns
- *       when one is readable, with both readinesses (kr = kickFd)
- *   A6  waiters.withdraw: registered = false; notifyMe -= 2; woken: drain
- *       the slot
- *   Z   timeout 0 from Q3, B3, E3: handlers.wait(timeout 0) on the kick fd
- *       (a handler is registered): kr = kickFd
+ *   A4  generationNow != seen: timeout 0, zero-timeout wait (kr = kickFd)
+ *   A5  otherwise releaseAll, handlers.wait on the slot and the kick fd
+ *       until one is readable (kr = kickFd), reacquire
+ *   A6  withdraw (registered = false); notifyMe -= 2; woken: drain the slot
+ *   Z   timeout 0 (Q3, B3, E3): handlers.wait(timeout 0): kr = kickFd
+ *   X   (WITH_G) poll mode on and notifyMe != 0 (another thread sleeps on
+ *       the context, or is about to): leave poll mode (E1-E3); what the
+ *       final check finds is dispatched below. The fix for
+ *       FAULT_POLL_LEFT_ON; ALT_BEGIN_IF_ALONE is the other fix.
  *   R1  dispatchAll: bhPoll (bhSched = false)
- *   R2  dispatchPollReady: pf (pollHit): the device's pollReady processes
- *       the ring (ring = false)
+ *   R2  dispatchPollReady: pf (pollHit): pollReady processes the ring
  *   R3  dispatchHandlers: kr: the kick fd's read handler drains it, then
  *       processes the ring
- *   R4  (defer) remember the generation: vNew = false
- *   C   the caller checks its condition: needV = false
+ *   R4  (defer) remember the generation (vNew = false); Q8 release
+ *   C   V's caller checks its condition (needV = false), or with WITH_G
+ *       may stop
  *
- * GLib iteration, proctype T with WITH_G (gsourcePrepare etc.)
- *   P1  seen = this thread's memory (vNew); if started: leavePollMode
- *       (E1-E3); pollWork = what E3 found
+ * GLib thread, proctype G (WITH_G; GSource.swift)
+ *   P1  gsourcePrepare: acquire; seen = G's memory (gNew); if started:
+ *       leavePollMode (E1-E3); pollWork = what E3 found
  *   P2  notifyMe |= 1; full fence [dekker-wait]
  *   P3  a BH scheduled, or pollWork: notifyMe &= ~1, return (TRUE, 0);
  *       GLib polls with timeout 0 (kr = kickFd), skips check, dispatches
- *   P4  generation != seen: (FALSE, 0), else (FALSE, -1)
- *   GP  GLib's poll on glibFd and the kick fd (added with
- *       g_source_add_unix_fd): timeout 0, or wait until one is readable
- *   C1  gsourceCheck: notifyMe &= ~1; C2 drain glibFd if readable;
- *   C3  remember (vNew = false); C4 ready = BH scheduled || kick fd revents
- *   GD  gsourceDispatch (if ready): R1-R4 with the revents GLib collected
+ *   P4  generation != seen: (FALSE, 0), else (FALSE, -1); release
+ *   GP  GLib's poll on glibFd and the kick fd (g_source_add_unix_fd)
+ *   C1  gsourceCheck: acquire, notifyMe &= ~1; C2 drain glibFd if readable
+ *   C3  remember (gNew = false); C4 ready = BH scheduled || kick revents
+ *   GD  gsourceDispatch if ready: R1-R3, remember, release
+ *   L   G's caller checks its condition (needG = false)
  *   FAULT_G_KEEPS_POLL_MODE: prepare does not leave poll mode.
  *
  * Switches that must fail: FAULT_POLL_NO_RAISE, FAULT_POLL_RAISE_LATE,
- * FAULT_POLL_NO_FINAL_CHECK, FAULT_POLL_SNAPSHOT_AFTER,
+ * FAULT_POLL_SNAPSHOT_AFTER (lost_v); FAULT_POLL_NO_FINAL_CHECK,
  * FAULT_POLL_END_ORDER, FAULT_POLL_DEV_ORDER, FAULT_POLL_STAYS_ON,
- * FAULT_G_KEEPS_POLL_MODE (with WITH_G). Variations that must pass: WITH_G,
- * FINAL_CHECK_HOOKS_ONLY, ALT_ONE_FENCE, WOPS=n, DOPS=n, ROUNDS=n.
+ * FAULT_POLL_LEFT_ON, FAULT_G_KEEPS_POLL_MODE (lost_item; the last two
+ * imply WITH_G). Variations that must pass: FINAL_CHECK_HOOKS_ONLY,
+ * ALT_ONE_FENCE, WITH_G, ALT_BEGIN_IF_ALONE (implies WITH_G), WOPS=n,
+ * DOPS=n, ROUNDS=n.
  *
  * Written for this project; not derived from QEMU's models.
  */
@@ -133,31 +134,48 @@
 #define ROUNDS 2
 #endif
 
-#ifdef FAULT_G_KEEPS_POLL_MODE
+#if defined(FAULT_G_KEEPS_POLL_MODE) || defined(FAULT_POLL_LEFT_ON) || defined(ALT_BEGIN_IF_ALONE)
 #ifndef WITH_G
 #define WITH_G
 #endif
 #endif
 
-byte notifyMe = 0;
-bool vNew = true;           /* generation != T's memory; unknown: current - 1 */
-bool registered = false;    /* T's slot is advertised */
-bool slotFd = false;        /* T's private wake-up eventfd */
-bool glibFd = false;        /* the GLib notifier */
+#define FREE  0
+#define OWN_V 1
+#define OWN_G 2
+
+byte owner = FREE;          /* the ownership lock */
+byte notifyMe = 0;          /* bit 0: G between prepare and check; +2: V */
+bool vNew = true;           /* generation != V's memory; unknown: current - 1 */
+bool registered = false;    /* V's slot is advertised */
+bool slotFd = false;        /* V's private wake-up eventfd */
 bool kickFd = false;        /* the device's kick fd (ioeventfd) */
 bool kicksEnabled = true;   /* the device's notification flag */
 bool ring = false;          /* the device's ring is non-empty */
 bool bhSched = false;       /* a BH is scheduled and has not run */
-bool needV = false;         /* T's caller condition */
-
-bool waiting = false;       /* T is blocked in its wait (native or GLib) */
+bool started = false;       /* PollMode.started (owner-only) */
+bool vWaiting = false;      /* V has released ownership to wait */
 bool wDone = false;
 bool dDone = false;
+#ifdef WITH_G
+bool gNew = true;           /* generation != G's memory; unknown: current - 1 */
+bool glibFd = false;        /* the GLib notifier */
+bool needG = false;         /* G's caller condition */
+bool gWaiting = false;      /* G is in GLib's poll with an infinite timeout */
+bool vStopped = false;      /* V's caller is done with the context */
+#define GEN_BUMP        vNew = true; gNew = true
+#else
+bool needV = false;         /* V's caller condition */
+#define GEN_BUMP        vNew = true
+#endif
+
+#define ACQUIRE_AND(me, extra)  atomic { owner == FREE -> owner = me; extra }
+#define RELEASE(me)             assert(owner == me); owner = FREE
 
 inline notify(m)
 {
-    atomic { vNew = true };                                 /* N1 */
-    /* N2: full fence */
+    atomic { GEN_BUMP };                                    /* N1 */
+    /* N2: full fence [dekker-notify] */
     m = notifyMe;                                           /* N3 */
 #ifdef WITH_G
     atomic { if :: (m & 1) -> glibFd = true :: else -> skip fi };  /* N4 */
@@ -180,7 +198,11 @@ active proctype W()
         k++;
         if
         :: bhSched = true                                   /* schedule(): push */
-        :: needV = true                                     /* the caller's condition */
+#ifdef WITH_G
+        :: needG = true                                     /* G's caller condition */
+#else
+        :: needV = true                                     /* V's caller condition */
+#endif
         fi;
         notify(m)
     :: break
@@ -212,98 +234,112 @@ active proctype D()
     dDone = true
 }
 
-/* E1-E3: leave poll mode, if on. Found work (ev || pf) goes to `found`;
- * pf stays set for pollReady. */
-#ifdef FAULT_POLL_END_ORDER
-/* FAULT_POLL_END_ORDER: the final check reads the ring before pollEnd's
- * store is visible (no [poll-end] fence between E1 and E3) */
-#define LEAVE_POLL_MODE(found) \
+/* E1-E3: leavePollMode, if poll mode is on. `mine` is the caller's
+ * "generation != seen" bit. Work found goes to `found`, with pf (pollHit)
+ * set if the device's hook fired. G_ and T_ merge G's ownership acquire
+ * into the first step (empty for V, which already holds it). */
+#if defined(FAULT_POLL_END_ORDER)
+/* FAULT_POLL_END_ORDER: the final check reads before pollEnd's store is
+ * visible (no [poll-end] fence between E1 and E3) */
+#define LEAVE_POLL_MODE(G_, T_, mine, found) \
     if \
-    :: atomic { started -> ev = vNew }; \
+    :: atomic { G_ started -> T_ ev = mine }; \
         pf = ring; \
         atomic { started = false; kicksEnabled = true }; \
         if \
         :: atomic { (ev || pf) -> ev = false }; goto found \
         :: atomic { !(ev || pf) -> skip } \
         fi \
-    :: atomic { !started -> skip } \
+    :: atomic { G_ !started -> T_ skip } \
     fi
 #elif defined(FAULT_POLL_NO_FINAL_CHECK)
-/* FAULT_POLL_NO_FINAL_CHECK: pollEnd, but no final look before sleeping */
-#define LEAVE_POLL_MODE(found) \
+/* FAULT_POLL_NO_FINAL_CHECK: pollEnd, but no final look */
+#define LEAVE_POLL_MODE(G_, T_, mine, found) \
     if \
-    :: atomic { started -> started = false; kicksEnabled = true } \
-    :: atomic { !started -> skip } \
+    :: atomic { G_ started -> T_ started = false; kicksEnabled = true } \
+    :: atomic { G_ !started -> T_ skip } \
     fi
 #elif defined(FINAL_CHECK_HOOKS_ONLY)
 /* FINAL_CHECK_HOOKS_ONLY: the final check calls the handlers' poll hooks
- * only, not the notifier's (the generation); A4 covers the generation */
-#define LEAVE_POLL_MODE(found) \
+ * only, not the notifier's (the generation) */
+#define LEAVE_POLL_MODE(G_, T_, mine, found) \
     if \
-    :: atomic { started -> started = false; kicksEnabled = true }; \
-        /* E2: full fence */ \
-        pf = ring; \
+    :: atomic { G_ started -> T_ started = false; kicksEnabled = true }; \
         if \
-        :: atomic { pf -> skip }; goto found \
-        :: atomic { !pf -> skip } \
+        :: atomic { ring -> pf = true }; goto found \
+        :: atomic { !ring -> skip } \
         fi \
-    :: atomic { !started -> skip } \
+    :: atomic { G_ !started -> T_ skip } \
     fi
 #else
-#define LEAVE_POLL_MODE(found) \
+#define LEAVE_POLL_MODE(G_, T_, mine, found) \
     if \
-    :: atomic { started -> started = false; kicksEnabled = true };  /* E1 */ \
+    :: atomic { G_ started -> T_ started = false; kicksEnabled = true };  /* E1 */ \
         /* E2: full fence [poll-end] */ \
-        ev = vNew;                                          /* E3 */ \
-        pf = ring; \
+        ev = mine;                                          /* E3 */ \
         if \
-        :: atomic { (ev || pf) -> ev = false }; goto found \
-        :: atomic { !(ev || pf) -> skip } \
+        :: atomic { (ev || ring) -> pf = ring; ev = false }; goto found \
+        :: atomic { !(ev || ring) -> skip } \
         fi \
-    :: atomic { !started -> skip } \
+    :: atomic { G_ !started -> T_ skip } \
     fi
 #endif
 
-/* ---- the thread that polls the context ---- */
-active proctype T()
+/* R1-R3 (dispatchAll): BHs, pollReady, the kick fd's read handler */
+#define DISPATCH_HANDLERS \
+    if \
+    :: atomic { pf -> pf = false; ring = false }            /* R2: pollReady */ \
+    :: atomic { !pf -> skip } \
+    fi; \
+    if \
+    :: atomic { kr -> kr = false; kickFd = false };         /* R3: drain ... */ \
+        ring = false                                        /* ... and process */ \
+    :: atomic { !kr -> skip } \
+    fi
+
+/* B2-B3: spin rounds until found (goto zero) or the window expires */
+#define SPIN_ROUNDS \
+    do \
+    :: ev = vNew;                                           /* B2 */ \
+        if \
+        :: atomic { (ev || ring) ->                         /* B3: found */ \
+               pf = ring; ev = false; r = 0; SPUN(false) }; goto zero \
+        :: atomic { !(ev || ring) && r + 1 < ROUNDS -> r++ }    /* spin again */ \
+        :: atomic { !(ev || ring) -> r = 0 }; break         /* window expired */ \
+        fi \
+    od
+
+/* ---- the native blocking poller ---- */
+active proctype V()
 {
-    bool ready, ev, pf, ws, kr, started, spun;
+    bool ev, pf, ws, kr;
     byte r;
-#ifdef WITH_G
-    bool rev;
+#if defined(FAULT_POLL_NO_RAISE) || defined(FAULT_POLL_STAYS_ON)
+    bool spun;
+#define SPUN(x) spun = x
+#else
+#define SPUN(x) skip
 #endif
 
-iteration:
-#ifdef WITH_G
+poll:
+    /* Q1 ownership.acquire() + Q2 seen = memory (vNew) + Q3 computeTimeoutNs */
     if
-    :: goto native
-    :: goto glib
+    :: atomic { owner == FREE && bhSched -> owner = OWN_V }; goto zero  /* timeout 0 */
+    :: atomic { owner == FREE && !bhSched -> owner = OWN_V }
     fi;
+    /* B0: the adaptive window, merged with B1 */
+    if
+#ifdef ALT_BEGIN_IF_ALONE
+    /* ALT_BEGIN_IF_ALONE: poll mode begins only if nobody else advertises
+     * (sleeps or is about to); otherwise spin with kicks on */
+    :: atomic { !started && notifyMe == 0 ->                /* B1: pollBegin */
+           SPUN(true); started = true; kicksEnabled = false }; SPIN_ROUNDS
+    :: atomic { started || notifyMe != 0 -> SPUN(true) }; SPIN_ROUNDS
+#else
+    :: atomic { !started ->                                 /* B1: pollBegin */
+           SPUN(true); started = true; kicksEnabled = false }; SPIN_ROUNDS
+    :: atomic { started -> SPUN(true) }; SPIN_ROUNDS       /* already on */
 #endif
-
-native:
-    /* Q2: seen = memory (vNew). Q3: */
-    ready = bhSched;
-    if
-    :: atomic { ready -> ready = false }; goto zero         /* timeout 0 */
-    :: atomic { !ready -> skip }
-    fi;
-    /* B0: the adaptive window */
-    if
-    :: atomic { skip -> spun = true };                      /* window > 0 */
-        if
-        :: atomic { !started -> started = true; kicksEnabled = false }    /* B1 */
-        :: atomic { started -> skip }
-        fi;
-        do
-        :: ev = vNew;                                       /* B2 */
-            pf = ring;
-            if
-            :: atomic { (ev || pf) -> ev = false; r = 0; spun = false }; goto zero  /* B3 */
-            :: atomic { !(ev || pf) && r + 1 < ROUNDS -> r++ }   /* spin again */
-            :: atomic { !(ev || pf) -> r = 0 }; break       /* window expired */
-            fi
-        od
     :: skip                                                 /* window 0 */
     fi;
 #ifdef FAULT_POLL_SNAPSHOT_AFTER
@@ -311,27 +347,26 @@ native:
      * a notify during the spin, after its last round, is swallowed */
     vNew = false;
 #endif
-#ifdef FAULT_POLL_STAYS_ON
+#if defined(FAULT_POLL_STAYS_ON)
     /* FAULT_POLL_STAYS_ON: poll mode is left only when a window expired,
      * not when this call's window is 0: it may sleep with kicks off */
     if
-    :: atomic { spun -> skip }; LEAVE_POLL_MODE(zeroEnd)
+    :: atomic { spun -> skip }; LEAVE_POLL_MODE(, , vNew, zeroEnd)
     :: atomic { !spun -> skip }
     fi;
 #elif defined(ALT_ONE_FENCE)
-    /* ALT_ONE_FENCE: pollEnd after advertising; one full fence serves both
-     * Dekker pairs (notifyMe/generation and kicksEnabled/ring) */
+    /* ALT_ONE_FENCE: pollEnd after advertising; A3 serves both Dekker pairs
+     * (notifyMe/generation and kicksEnabled/ring) */
 #elif defined(FAULT_POLL_RAISE_LATE)
-    /* FAULT_POLL_RAISE_LATE: the final check is the generation check: it
-     * runs before notifyMe is raised, and nothing is read after the raise.
-     * A call that did not spin takes the normal path. */
+    /* FAULT_POLL_RAISE_LATE: leaving poll mode, the final check is also the
+     * generation check: it runs before notifyMe is raised, and nothing is
+     * read after the raise */
     if
     :: atomic { started -> started = false; kicksEnabled = true };
         ev = vNew;
-        pf = ring;
         if
-        :: atomic { (ev || pf) -> ev = false; spun = false }; goto zeroEnd
-        :: atomic { !(ev || pf) -> skip }
+        :: atomic { (ev || ring) -> pf = ring; ev = false }; goto zero
+        :: atomic { !(ev || ring) -> skip }
         fi;
         atomic { registered = true };
         notifyMe = notifyMe + 2;
@@ -339,9 +374,9 @@ native:
     :: atomic { !started -> skip }
     fi;
 #else
-    LEAVE_POLL_MODE(zeroEnd);
+    LEAVE_POLL_MODE(, , vNew, zeroEnd);
 #endif
-    atomic { registered = true };                           /* A1 */
+    atomic { registered = true };                           /* A1: takeSlot */
 #ifdef FAULT_POLL_NO_RAISE
     /* FAULT_POLL_NO_RAISE: a call that spun sleeps without raising
      * notifyMe: its spin and final check "already looked" */
@@ -360,10 +395,9 @@ native:
     /* A3: the one full fence */
     ws = vNew;                                              /* A4 */
     if
-    :: atomic { pf -> pf = ring }                           /* E3: the ring */
+    :: atomic { pf -> pf = ring; ws = ws || pf }            /* E3: the ring */
     :: atomic { !pf -> skip }
     fi;
-    atomic { ws = ws || pf };
 #else
     /* A3: full fence [dekker-wait] */
     ws = vNew;                                              /* A4 */
@@ -372,104 +406,117 @@ native:
 decided:
 #endif
     if
-    :: atomic { ws -> ws = false; kr = kickFd }             /* A4: zero-timeout wait */
-    :: atomic { !ws -> waiting = true };
+    :: atomic { ws -> ws = false; kr = kickFd };            /* A4: zero-timeout wait */
+        registered = false                                  /* A6: withdraw */
+    :: atomic { !ws -> vWaiting = true; RELEASE(OWN_V) };   /* releaseAll */
 endwait:
-        atomic { (slotFd || kickFd) -> waiting = false; ws = true; kr = kickFd }  /* A5 */
+        atomic { (slotFd || kickFd) -> kr = kickFd };       /* A5: handlers.wait */
+        ACQUIRE_AND(OWN_V, vWaiting = false; ws = true; registered = false)  /* reacquire; A6 */
     fi;
-    registered = false;                                     /* A6: withdraw */
 #ifdef FAULT_POLL_NO_RAISE
     if
     :: atomic { spun -> spun = false }
     :: atomic { !spun -> notifyMe = notifyMe - 2 }
     fi;
 #else
-    atomic { notifyMe = notifyMe - 2; spun = false };
+    atomic { notifyMe = notifyMe - 2; SPUN(false) };        /* A6 */
 #endif
     atomic { if :: ws && slotFd -> slotFd = false :: else -> skip fi; ws = false }  /* A6: drain */
     goto dispatch;
 
 zeroEnd:
-    spun = false;
+    SPUN(false);
 zero:
     kr = kickFd;                                            /* Z */
 dispatch:
+#if defined(WITH_G) && !defined(FAULT_POLL_LEFT_ON) && !defined(ALT_BEGIN_IF_ALONE)
+    /* X: about to return with poll mode on while another thread sleeps on
+     * the context (advertises in notifyMe): leave poll mode, and dispatch
+     * what the final check finds. Only the owner writes notifyMe, so its
+     * read here and in ALT_BEGIN_IF_ALONE's B1 can share a step. */
+    if
+    :: atomic { started && notifyMe != 0 -> started = false; kicksEnabled = true };
+        /* full fence [poll-end] */
+        atomic { pf = pf || ring }
+    :: atomic { !(started && notifyMe != 0) -> skip }
+    fi;
+#endif
     bhSched = false;                                        /* R1: bhPoll */
+    DISPATCH_HANDLERS;
+    atomic { vNew = false; RELEASE(OWN_V) };                /* R4 remember; Q8 */
+#ifdef WITH_G
     if
-    :: atomic { pf -> pf = false; ring = false }            /* R2: pollReady */
-    :: atomic { !pf -> skip }
-    fi;
-    if
-    :: atomic { kr -> kr = false; kickFd = false };         /* R3: read handler drains */
-        ring = false                                        /* ... and processes */
-    :: atomic { !kr -> skip }
-    fi;
-    vNew = false;                                           /* R4: remember */
+    :: goto poll
+    :: vStopped = true                                      /* V's caller is done */
+    fi
+#else
     needV = false;                                          /* C: caller's check */
-    goto iteration;
+    goto poll
+#endif
+}
 
 #ifdef WITH_G
-glib:
-    /* P1: seen = memory (vNew); leave a poll mode a native poll left on */
-#ifndef FAULT_G_KEEPS_POLL_MODE
-    LEAVE_POLL_MODE(pollWork);
-#endif
+/* ---- the GLib thread ---- */
+active proctype G()
+{
+    bool ready, ev, pf, ws, kr, rev;
+
+    needG = false;                                          /* L: caller's check */
+iteration:
+#ifdef FAULT_G_KEEPS_POLL_MODE
+    /* FAULT_G_KEEPS_POLL_MODE: prepare does not leave poll mode */
+    ACQUIRE_AND(OWN_G, notifyMe = notifyMe | 1);            /* P1 + P2 */
+#else
+    /* P1: acquire (merged), seen = gNew, leave poll mode */
+    LEAVE_POLL_MODE(owner == FREE &&, owner = OWN_G;, gNew, pollWork);
     goto prepare;
 pollWork:
     ready = true;
 prepare:
     notifyMe = notifyMe | 1;                                /* P2 */
+#endif
     /* full fence [dekker-wait] */
     if
-    :: atomic { ready -> skip }
-    :: atomic { !ready -> ready = bhSched }                   /* P3 */
-    fi;
-    if
-    :: atomic { ready -> ready = false; notifyMe = notifyMe & 254 };  /* (TRUE, 0) */
+    :: atomic { (ready || bhSched) ->                       /* P3: (TRUE, 0) */
+           ready = false; notifyMe = notifyMe & 254; RELEASE(OWN_G) };
         kr = kickFd;                                        /* GP: timeout 0; no check */
         goto gdispatch
-    :: atomic { !ready -> ws = vNew };                        /* P4 */
-        if
-        :: atomic { ws -> ws = false; rev = glibFd; kr = kickFd }     /* GP: timeout 0 */
-        :: atomic { !ws -> waiting = true };
+    :: atomic { !(ready || bhSched) -> skip }
+    fi;
+    atomic {                                                /* P4 */
+        ws = gNew;
+        if :: !ws -> gWaiting = true :: else -> skip fi;
+        RELEASE(OWN_G)
+    };
 endgwait:
-            atomic { (glibFd || kickFd) -> waiting = false; rev = glibFd; kr = kickFd }
-        fi;
-        notifyMe = notifyMe & 254;                          /* C1 */
-        atomic { if :: rev -> glibFd = false :: else -> skip fi; rev = false }  /* C2 */
-        vNew = false;                                       /* C3 */
-        ready = bhSched;                                    /* C4 */
-        if
-        :: atomic { ready || kr -> ready = false }; goto gdispatch
-        :: atomic { !(ready || kr) -> skip }
-        fi;
-        needV = false;                                      /* caller's check */
-        goto iteration
+    if
+    :: atomic { ws -> ws = false; rev = glibFd; kr = kickFd }    /* GP: timeout 0 */
+    :: atomic { !ws && (glibFd || kickFd) -> rev = glibFd; kr = kickFd }  /* GP: woken */
+    fi;
+    ACQUIRE_AND(OWN_G, gWaiting = false; notifyMe = notifyMe & 254);  /* C1 */
+    atomic { if :: rev -> glibFd = false :: else -> skip fi; rev = false }  /* C2 */
+    gNew = false;                                           /* C3: remember */
+    atomic { ready = (bhSched || kr); RELEASE(OWN_G) };     /* C4 */
+    if
+    :: atomic { ready -> ready = false }                    /* dispatch */
+    :: atomic { !ready -> needG = false }; goto iteration   /* L */
     fi;
 gdispatch:
-    bhSched = false;                                        /* R1 */
-    if
-    :: atomic { pf -> pf = false; ring = false }            /* R2 */
-    :: atomic { !pf -> skip }
-    fi;
-    if
-    :: atomic { kr -> kr = false; kickFd = false };         /* R3 */
-        ring = false
-    :: atomic { !kr -> skip }
-    fi;
-    vNew = false;                                           /* R4: remember */
-    needV = false;                                          /* caller's check */
+    ACQUIRE_AND(OWN_G, bhSched = false);                    /* GD: R1 */
+    DISPATCH_HANDLERS;
+    atomic { gNew = false; RELEASE(OWN_G) };                /* R4 */
+    needG = false;                                          /* L */
     goto iteration
-#endif
 }
+#endif
 
 #ifdef WITH_G
-#define QUIET   (waiting && !slotFd && !kickFd && !glibFd)
+#define QUIET   (gWaiting && !glibFd && !kickFd && (vStopped || (vWaiting && !slotFd)))
+ltl lost_g { [] (needG -> <> !needG) }
 #else
-#define QUIET   (waiting && !slotFd && !kickFd)
-#endif
-
+#define QUIET   (vWaiting && !slotFd && !kickFd)
 ltl lost_v { [] (needV -> <> !needV) }
+#endif
 ltl lost_bh { [] (bhSched -> <> !bhSched) }
 ltl lost_item { [] (ring -> <> !ring) }
 ltl no_busy_wait { [] ((wDone && dDone) -> <> [] QUIET) }

@@ -139,6 +139,39 @@ aio_notify_gen | FAULT_G_WAIT_ORDER+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_G_WAIT_ORDER+WOPS=2 | lost_g | fail
 aio_notify_gen | FAULT_TOKEN_LATE+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_TOKEN_LATE+WOPS=2 | lost_v | fail
+aio_poll | default | safety | pass
+aio_poll | default | lost_v | pass
+aio_poll | default | lost_bh | pass
+aio_poll | default | lost_item | pass
+aio_poll | default | no_busy_wait | pass
+aio_poll | FAULT_POLL_NO_RAISE | safety | pass
+aio_poll | FAULT_POLL_NO_RAISE | lost_v | fail
+aio_poll | FAULT_POLL_RAISE_LATE | safety | pass
+aio_poll | FAULT_POLL_RAISE_LATE | lost_v | fail
+aio_poll | FAULT_POLL_SNAPSHOT_AFTER | safety | pass
+aio_poll | FAULT_POLL_SNAPSHOT_AFTER | lost_v | fail
+aio_poll | FAULT_POLL_NO_FINAL_CHECK | safety | pass
+aio_poll | FAULT_POLL_NO_FINAL_CHECK | lost_item | fail
+aio_poll | FAULT_POLL_END_ORDER | safety | pass
+aio_poll | FAULT_POLL_END_ORDER | lost_item | fail
+aio_poll | FAULT_POLL_DEV_ORDER | safety | pass
+aio_poll | FAULT_POLL_DEV_ORDER | lost_item | fail
+aio_poll | FAULT_POLL_STAYS_ON | safety | pass
+aio_poll | FAULT_POLL_STAYS_ON | lost_item | fail
+aio_poll | FINAL_CHECK_HOOKS_ONLY | lost_v | pass
+aio_poll | FINAL_CHECK_HOOKS_ONLY | lost_item | pass
+aio_poll | ALT_ONE_FENCE | lost_v | pass
+aio_poll | ALT_ONE_FENCE | lost_item | pass
+aio_poll | WITH_G+WOPS=1+DOPS=1 | safety | pass
+aio_poll | WITH_G+WOPS=1+DOPS=1 | lost_g | pass
+aio_poll | WITH_G+WOPS=1+DOPS=1 | lost_bh | pass
+aio_poll | WITH_G+WOPS=1+DOPS=1 | lost_item | pass
+aio_poll | WITH_G+WOPS=1+DOPS=1 | no_busy_wait | pass
+aio_poll | FAULT_POLL_LEFT_ON+WOPS=1+DOPS=1 | safety | pass
+aio_poll | FAULT_POLL_LEFT_ON+WOPS=1+DOPS=1 | lost_item | fail
+aio_poll | FAULT_G_KEEPS_POLL_MODE+WOPS=1+DOPS=1 | safety | pass
+aio_poll | FAULT_G_KEEPS_POLL_MODE+WOPS=1+DOPS=1 | lost_item | fail
+aio_poll | ALT_BEGIN_IF_ALONE+WOPS=1+DOPS=1 | lost_item | pass
 '
 # slow rows (--full): minutes, and up to ~2 GB of memory. Some WOPS=2 rows
 # above at the default WOPS=3, and the bigger configurations.
@@ -196,6 +229,15 @@ aio_notify_gen | NPOLLS=2+WOPS=2 | lost_g | pass
 aio_notify_gen | NV=2+WOPS=2 | safety | pass
 aio_notify_gen | NV=2+WOPS=2 | lost_v | pass
 aio_notify_gen | NV=2+WOPS=2 | no_busy_wait | pass
+aio_poll | WOPS=3+DOPS=3 | safety | pass
+aio_poll | WOPS=3+DOPS=3 | lost_v | pass
+aio_poll | WOPS=3+DOPS=3 | lost_bh | pass
+aio_poll | WOPS=3+DOPS=3 | lost_item | pass
+aio_poll | WOPS=3+DOPS=3 | no_busy_wait | pass
+aio_poll | WITH_G | safety | pass
+aio_poll | WITH_G | lost_g | pass
+aio_poll | WITH_G | lost_item | pass
+aio_poll | ALT_BEGIN_IF_ALONE | lost_item | pass
 '
 
 rows="$rows_quick"
@@ -373,7 +415,7 @@ elapsed=$(( $(date +%s) - start ))
 if [ "$mismatch" -ne 0 ]; then
     echo "run.sh: $mismatch verdict(s) differ from the expected ones (${elapsed}s)." >&2
     echo "  Re-run with --keep to inspect <build dir>/jobNNN/<property>.out and .trail;" >&2
-    echo "  replay a trail with: spin -t -k <property>.trail -p -g <the same -D flags> aio_notify.pml" >&2
+    echo "  replay a trail with: spin -t -k <property>.trail -p -g <the same -D flags> <model>.pml" >&2
     exit 1
 fi
 echo "run.sh: all verdicts as expected (${elapsed}s)."

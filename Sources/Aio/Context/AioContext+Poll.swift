@@ -167,6 +167,15 @@ extension AioContext {
         // threads that do (seed 004).
         if timeoutNs == 0 && !blocking { faultStealWakeups() }
         #endif
+        // Another thread asleep on this context (GLib, a second native
+        // poller) went to sleep trusting the kicks that our pollBegin hooks
+        // turned off: do not return with them off, or a device item could
+        // wait for a poll that never comes. Every write of notifyMe happens
+        // under ownership, which we hold, so a relaxed load sees them all.
+        // Model: Models/aio_poll.pml, FAULT_POLL_LEFT_ON.
+        if pollMode.started && notifyMe.load(ordering: .relaxed) != 0 {
+            _ = leavePollMode(seen: seen)
+        }
         if adaptive {
             adjustPollWindows(blockNs: monotonicNowNs() &- entryNs,
                               notified: notifyGeneration.load(ordering: .relaxed) != seen,

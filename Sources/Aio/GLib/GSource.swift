@@ -146,7 +146,9 @@ extension AioContext {
         let seen = notifyMemory.generation(forThread: currentThreadID()) ?? (current &- 1)
         // GLib cannot busy-poll: leave a poll mode a native poll left on
         // (end hooks, then a final look at the poll hooks).
-        let pollWork = pollMode.started && leavePollMode(seen: seen)
+        // Also report poll hits not yet dispatched (robust even if GLib were
+        // ever to skip a dispatch after a ready prepare).
+        let pollWork = (pollMode.started && leavePollMode(seen: seen)) || pollMode.anyHit
         #if AIO_FAULT_BOOL_FLAG
         notifyMe.store(1, ordering: .relaxed)
         #else
