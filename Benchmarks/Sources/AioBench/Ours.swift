@@ -26,13 +26,13 @@ final class RemoteLoop {
     private var glibLoop: OpaquePointer?
     private var glibThread: NativeThread?
 
-    init(_ path: LoopPath) {
+    /// `polling`: keep the IOThread's default busy polling (32 µs); by
+    /// default it is off, so the rows measure the plain sleep path.
+    init(_ path: LoopPath, polling: Bool = false) {
         switch path {
         case .native:
             let io = try! IOThread(name: "bench-loop")
-            // The plain sleep path: busy polling (on by default for an
-            // IOThread) has its own rows, with the steady load it is for.
-            io.context.pollMaxNs = 0
+            if !polling { io.context.pollMaxNs = 0 }
             try! io.start()
             ioThread = io
             context = io.context
@@ -195,16 +195,16 @@ enum PostKind: String {
     case bh
 }
 
-func crossThread(_ kind: PostKind, producers: Int, path: LoopPath) {
-    guard selected("b_\(kind.rawValue)\(producers)_\(path.rawValue)") else { return }
+func crossThread(_ kind: PostKind, producers: Int, path: LoopPath, polling: Bool = false) {
+    let name = "b_\(kind.rawValue)\(producers)_\(path.rawValue)" + (polling ? "_polling" : "")
+    guard selected(name) else { return }
     let n = Sizes.cross / producers * producers
     let perProducer = n / producers
-    let loop = RemoteLoop(path)
+    let loop = RemoteLoop(path, polling: polling)
     let ctx = loop.context
     let flood = Flood()
     let bh = ctx.makeBottomHalf(name: "flood") { _ in flood.runs += 1 }
     flood.target = n
-    let name = "b_\(kind.rawValue)\(producers)_\(path.rawValue)"
 
     let stats0 = ctx.statistics
     let c0 = SyscallCounts.now()

@@ -43,6 +43,9 @@ let table: [String: [String: () -> Void]] = [
                 crossThread(.oneshot, producers: producers, path: .native)
                 crossThread(.bh, producers: producers, path: .native)
             }
+            // The same with the IOThread's default busy polling (32 µs).
+            crossThread(.oneshot, producers: 1, path: .native, polling: true)
+            crossThread(.bh, producers: 1, path: .native, polling: true)
             crossThread(.oneshot, producers: 1, path: .gsource)
             crossThread(.bh, producers: 1, path: .gsource)
         },

@@ -20,16 +20,21 @@ extension AioContext {
         if waitingEarly != 0 { wake(waitingEarly) }
         return
         #endif
-        notifyGeneration.wrappingAdd(1, ordering: .releasing)
-        // [dekker-notify] The new generation and the work must be visible
-        // before we read `notifyMe`. Pairs with [dekker-wait] in
-        // `poll(blocking:)` and in the GSource prepare (GSource.swift): either
-        // the waiter sees the new generation (or the work) and does not sleep,
-        // or we see its advertisement and write its wake-up fd. An explicit
-        // fence, not the RMW's ordering (QEMU's 2023 ARM lesson). Without it:
-        // a lost wake-up. Model: Models/aio_notify_gen.pml, FAULT_NOTIFY_ORDER.
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        let waiting = notifyMe.load(ordering: .relaxed)
+        // [dekker-notify] The new generation must be ordered before our read
+        // of `notifyMe`. Pairs with [dekker-wait] in `poll(blocking:)` and in
+        // the GSource prepare (GSource.swift): either the waiter sees the new
+        // generation and does not sleep, or we see its advertisement and
+        // write its wake-up fd. Both sides use sequentially consistent
+        // operations on both variables (the RMW here, the load below; the
+        // waiter's RMW on notifyMe and its load of the generation), so all
+        // four are in one total order that respects program order: Dekker's
+        // argument holds by the memory model, on ARM too. A relaxed load after
+        // the RMW would not be ordered (QEMU's 2023 ARM bug); an explicit
+        // fence would also do, but costs an mfence on x86, where the locked
+        // RMW already orders the load. Without it: a lost wake-up.
+        // Model: Models/aio_notify_gen.pml, FAULT_NOTIFY_ORDER.
+        notifyGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        let waiting = notifyMe.load(ordering: .sequentiallyConsistent)
         #if AIO_FAULT_SKIP_WRITE
         // FAULT: no write if a notification is already pending (BUG2 of
         // QEMU's aio_notify_accept.promela).

@@ -101,7 +101,7 @@ extension AioContext {
             // FAULT: one "a thread may sleep" flag for every waiter (seed 003).
             notifyMe.store(1, ordering: .relaxed)
             #else
-            notifyMe.wrappingAdd(2, ordering: .relaxed)
+            notifyMe.wrappingAdd(2, ordering: .sequentiallyConsistent)
             #endif
             // [dekker-wait] Our advertisement must be visible before we read
             // the notify generation and, through the timeout computed above, the work.
@@ -113,7 +113,7 @@ extension AioContext {
             #if AIO_FAULT_WAIT_ORDER
             let generationNow = generationBeforeAdvertising
             #else
-            let generationNow = notifyGeneration.load(ordering: .relaxed)
+            let generationNow = notifyGeneration.load(ordering: .sequentiallyConsistent)
             #endif
             if generationNow != seen {
                 // Work (or a state change) was announced after we looked:

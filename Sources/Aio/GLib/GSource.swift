@@ -152,7 +152,7 @@ extension AioContext {
         #if AIO_FAULT_BOOL_FLAG
         notifyMe.store(1, ordering: .relaxed)
         #else
-        notifyMe.bitwiseOr(1, ordering: .relaxed)
+        notifyMe.bitwiseOr(1, ordering: .sequentiallyConsistent)
         #endif
         // [dekker-wait] (GLib edge) Bit 0 must be visible before we look at the
         // work and the generation; pairs with [dekker-notify] in `notify()`.
@@ -168,7 +168,7 @@ extension AioContext {
             notifyMe.bitwiseAnd(~1, ordering: .releasing)
             return (ready: true, timeoutMs: 0)
         }
-        if notifyGeneration.load(ordering: .relaxed) != seen {
+        if notifyGeneration.load(ordering: .sequentiallyConsistent) != seen {
             // Notified since this thread's last iteration: do not let GLib
             // sleep, but do not claim readiness either (a bare notify is not
             // a dispatch). GLib polls with a zero timeout and calls check.
