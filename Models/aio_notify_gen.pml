@@ -36,9 +36,19 @@
  *   N1  notifyGeneration.wrappingAdd(1, releasing): every vNew[i], gNew = true
  *   N2  full fence [dekker-notify]
  *   N3  m = notifyMe; m == 0: return
- *   N4  m & 1: wake(): write the GLib notifier (glibFd)
+ *   N4  m & 1: wake(): was = glibWakePending.exchange(true) (N4a); if it
+ *       was false, write the GLib notifier (glibFd) (N4b). Two steps: the
+ *       write is "in progress" between them
  *   N5  m >= 2: wake(): waiters.wakeAll(), under the registry lock, writes
- *       every advertised slot
+ *       every advertised slot whose wakePending is false and sets it. One
+ *       step: the registry lock orders it against takeSlot and withdraw
+ *   Wake-pending flags (commit 5125d99; the Swift comments call this
+ *   WAKE_PENDING, and it is the default here): glibPend is glibWakePending
+ *   (AioContext.swift), slotPend[i] is WaitSlot.wakePending of V(i)'s slot.
+ *   Each V has one slot: a slot that goes back to the pool and is taken again
+ *   is the same slotFd[i]/slotPend[i] on the next poll. NO_WAKE_PENDING is
+ *   the code before that commit: every notify writes every advertised fd,
+ *   and V drains only if its wait saw the slot readable.
  *
  * Sources/Aio/Context/AioContext+Notify.swift: notifyToken (V_TOKEN only)
  *   T1  tok = notifyGeneration (acquiring): vNew[me] = false. Taken by
@@ -57,7 +67,11 @@
  *       notifyGeneration; generationNow != seen: do not sleep. Otherwise
  *       ownership.releaseAll(), handlers.wait on the slot fd,
  *       ownership.reacquire()
- *   Q5  waiters.withdraw; notifyMe -= 2 (releasing); woken: testAndClear
+ *   Q5  written = waiters.withdraw(waiter): under the registry lock,
+ *       unregister, return slotPend[me] and clear it; notifyMe -= 2
+ *       (releasing); written: testAndClear (the slot goes back clean: no
+ *       write can follow the withdraw). Also after an advertise that did not
+ *       sleep. Merged with the ownership reacquire before it
  *   Q6  bhPoll() (run_bhs)
  *   Q7  (defer) memory.remember(notifyGeneration) for this thread. With
  *       V_TOKEN, V never reads its memory, so the store is left out.
@@ -91,6 +105,8 @@
  *       readable now. Otherwise wait until glibFd is readable; rev = true
  *   C1  gsourceCheck: ownership.acquire(); notifyMe &= ~1 (releasing)
  *   C2  notifierReadable (rev): glibNotifier.testAndClear()
+ *   C2b glibWakePending.store(false, releasing): after the drain, never
+ *       before (FAULT_PENDING_EARLY_CLEAR)
  *   C3  rememberGeneration(): remember notifyGeneration for this thread
  *       (gNew = false)
  *   C4  ready = bhList.hasEntries (|| handlers || timerDue()); release.
@@ -110,8 +126,13 @@
  * unknown context counts as "already seen"), FAULT_G_NO_MEMORY (prepare
  * ignores the generation), FAULT_G_WAIT_ORDER (prepare's look for work and
  * generation read before bit 0 is set: the GLib edge of [dekker-wait]),
- * FAULT_TOKEN_LATE (the token is taken after the condition check). Variations that must pass: V_HOLDS_OWNERSHIP, V_TOKEN,
- * TIMEOUTS, NV=2, NPOLLS=n, WOPS=n.
+ * FAULT_TOKEN_LATE (the token is taken after the condition check).
+ * Wake-pending faults (must fail): FAULT_PENDING_EARLY_CLEAR (check clears
+ * glibWakePending before it drains; needs WOPS=3), FAULT_PENDING_SHARED (one
+ * flag for the GLib notifier and every slot), FAULT_PENDING_NO_RESET
+ * (withdraw returns the slot's flag but does not clear it).
+ * Variations that must pass: V_HOLDS_OWNERSHIP, V_TOKEN, TIMEOUTS, NV=2,
+ * NPOLLS=n, WOPS=n, NO_WAKE_PENDING.
  *
  * Written for this project; not derived from QEMU's models.
  */
@@ -165,6 +186,56 @@ bool wDone = false;
 #ifdef FAULT_SKIP_WRITE
 bool faultNotified = false;
 #endif
+
+/* Wake-pending flags: "a notify wrote this fd (or is writing it) and its
+ * sleeper has not drained it yet"; a notify skips the write while set. */
+#ifndef NO_WAKE_PENDING
+#ifdef FAULT_PENDING_SHARED
+/* FAULT_PENDING_SHARED: one flag for every sleeper: a write to one fd
+ * suppresses the writes to the others */
+bool sharedPend = false;
+#define GPEND           sharedPend
+#define SPEND(i)        sharedPend
+#else
+bool glibPend = false;  /* AioContext.glibWakePending */
+bool slotPend[NV];      /* WaitSlot.wakePending of V(i)'s slot */
+#define GPEND           glibPend
+#define SPEND(i)        slotPend[i]
+#endif
+#ifdef FAULT_PENDING_NO_RESET
+/* FAULT_PENDING_NO_RESET: withdraw reports the flag but leaves it set; the
+ * slot goes back to the pool with a stale "wake pending" */
+#define WITHDRAW(w)     registered[me] = false; w = SPEND(me)
+#else
+#define WITHDRAW(w)     registered[me] = false; w = SPEND(me); SPEND(me) = false
+#endif
+#else
+/* NO_WAKE_PENDING: withdraw returns nothing; w = "we waited" */
+#define WITHDRAW(w)     registered[me] = false
+#endif
+
+/* The claimed invariant, asserted where a notify skips a write: a pending
+ * wake means the fd is readable or its write is in progress (written
+ * without '|', which would break run.sh's table). W is the only
+ * notifier, so "in progress" is never another thread's write. One window is
+ * allowed: G's check between its drain (C2) and its clear (C2b), label
+ * `drained`; a notify skipped there bumped the generation before C3, so G's
+ * memory covers it. The faults that break the invariant (the three
+ * FAULT_PENDING_* and FAULT_STEAL, which drains fds behind the flags) turn
+ * the assertions off, so that their rows show what the loss leads to;
+ * PENDING_ASSERT turns them back on. */
+#if (defined(FAULT_PENDING_EARLY_CLEAR) || defined(FAULT_PENDING_SHARED) || \
+     defined(FAULT_PENDING_NO_RESET) || defined(FAULT_STEAL)) && !defined(PENDING_ASSERT)
+#define ASSERT_G_SKIP           skip
+#define ASSERT_SLOT_SKIP(i)     skip
+#else
+#ifdef FAULT_PENDING_EARLY_CLEAR
+#define ASSERT_G_SKIP           assert(glibFd)      /* no label `drained` */
+#else
+#define ASSERT_G_SKIP           assert(!(!glibFd && !(G[0]@drained)))
+#endif
+#define ASSERT_SLOT_SKIP(i)     assert(!(registered[i] && SPEND(i) && !slotFd[i]))
+#endif
 #ifdef TIMEOUTS
 byte vTimeouts = 1;
 byte gTimeouts = 1;
@@ -197,8 +268,10 @@ byte gTimeouts = 1;
 #endif
 
 #ifdef FAULT_SHARED_FD
-/* AIO_FAULT_SHARED_FD: every native waiter sleeps on, and drains, the GLib
- * notifier (QEMU's one eventfd) */
+/* AIO_FAULT_SHARED_FD: every native waiter sleeps on the GLib notifier
+ * (QEMU's one eventfd). Only G's check drains it: wake() writes it and no
+ * slot, so a withdraw never reports a write (with NO_WAKE_PENDING, V drains
+ * it when its wait saw it readable, as the code did before 5125d99) */
 #define VFD(me)         glibFd
 #else
 #define VFD(me)         slotFd[me]
@@ -216,14 +289,23 @@ inline write_registered(i)
     do
     :: i < NV ->
         if
+#ifdef NO_WAKE_PENDING
         :: registered[i] -> slotFd[i] = true
         :: else -> skip
+#else
+        :: registered[i] && !SPEND(i) -> SPEND(i) = true; slotFd[i] = true
+        :: else -> ASSERT_SLOT_SKIP(i)
+#endif
         fi;
         i++
     :: else -> break
     od;
     i = 0
 }
+
+/* N5: waiters.wakeAll() under the registry lock */
+#define N5_WAKE_ALL(m, i) \
+    if :: m >= 2 -> write_registered(i) :: else -> skip fi; m = 0
 
 inline notify(m, i, was)
 {
@@ -235,7 +317,12 @@ inline notify(m, i, was)
 #else
     atomic { GEN_BUMP };                                    /* N1 */
     /* N2: full fence */
+#ifdef FAULT_BOOL_FLAG
+    /* the flag (0 or 1) says "somebody may sleep": wake every fd */
+    atomic { m = notifyMe; if :: m != 0 -> m = 3 :: else -> skip fi }   /* N3 */
+#else
     m = notifyMe;                                           /* N3 */
+#endif
 #endif
 #ifdef FAULT_SKIP_WRITE
     /* AIO_FAULT_SKIP_WRITE: no write if a notification is already pending
@@ -245,18 +332,22 @@ inline notify(m, i, was)
     atomic { if :: was -> m = 0 :: else -> skip fi; was = false };
 #endif
 #if defined(FAULT_SHARED_FD)
+    /* wake() writes the shared notifier, with no wake-pending flag */
     atomic { if :: m != 0 -> glibFd = true :: else -> skip fi; m = 0 }
-#elif defined(FAULT_BOOL_FLAG)
-    atomic {
-        if
-        :: m != 0 -> glibFd = true; write_registered(i)
-        :: else -> skip
-        fi;
-        m = 0
-    }
-#else
+#elif defined(NO_WAKE_PENDING)
     atomic { if :: (m & 1) -> glibFd = true :: else -> skip fi };        /* N4 */
-    atomic { if :: m >= 2 -> write_registered(i) :: else -> skip fi; m = 0 } /* N5 */
+    atomic { N5_WAKE_ALL(m, i) }                                         /* N5 */
+#else
+    if
+    :: atomic { (m & 1) -> was = GPEND; GPEND = true;       /* N4a: exchange */
+                if :: was -> ASSERT_G_SKIP :: else -> skip fi };
+        if
+        :: atomic { !was -> glibFd = true };                /* N4b: write */
+            atomic { N5_WAKE_ALL(m, i) }                    /* N5 */
+        :: atomic { was -> was = false; N5_WAKE_ALL(m, i) } /* N4b skipped; N5 */
+        fi
+    :: atomic { !(m & 1) -> N5_WAKE_ALL(m, i) }             /* N5 */
+    fi
 #endif
 }
 
@@ -350,7 +441,7 @@ poll:
         ws = vNew[me];                                      /* generationNow != seen */
 #endif
         if
-        :: atomic { ws -> ws = false; registered[me] = false }  /* no sleep; Q5: withdraw */
+        :: atomic { ws -> ws = false; WITHDRAW(ws) }        /* no sleep; Q5: withdraw */
         :: atomic { !ws -> vWaiting[me] = true; RELEASE(OWN_V + me) };
 endwait:
             if
@@ -361,17 +452,22 @@ endwait:
             fi;
 #ifdef FAULT_SKIP_WRITE
             ACQUIRE_AND(OWN_V + me, vWaiting[me] = false; ws = true; faultNotified = false);
-            registered[me] = false                          /* Q5: withdraw */
+            atomic { WITHDRAW(ws) }                         /* Q5: withdraw */
 #else
-            ACQUIRE_AND(OWN_V + me, vWaiting[me] = false; ws = true; registered[me] = false)
+            ACQUIRE_AND(OWN_V + me, vWaiting[me] = false; ws = true; WITHDRAW(ws))  /* Q5 */
 #endif
         fi;
         ADV_V_SUB;                                          /* Q5 */
-#ifndef FAULT_NO_DRAIN
+#if defined(FAULT_NO_DRAIN)
+        ws = false
+#elif defined(NO_WAKE_PENDING)
         /* woken (we waited and our fd was readable): drain it */
         atomic { if :: ws && VFD(me) -> VFD(me) = false :: else -> skip fi; ws = false }
 #else
-        ws = false
+        /* written (withdraw returned the slot's wake pending): drain it.
+         * FAULT_SHARED_FD: no slot is ever written, so V never drains the
+         * shared notifier, as in the code since commit 5125d99 */
+        atomic { if :: ws -> VFD(me) = false :: else -> skip fi; ws = false }
 #endif
     fi;
     atomic { TAKE_BHS(OWN_V + me, list) };                  /* Q6: bhPoll() */
@@ -432,8 +528,18 @@ endpoll:
 #endif
             fi;
             ACQUIRE_AND(OWN_G, gWaiting = false; ADV_G_CLEAR);  /* C1 */
+#ifdef FAULT_PENDING_EARLY_CLEAR
+            /* FAULT_PENDING_EARLY_CLEAR: the flag is cleared before the
+             * drain: a notify that read bit 0 before C1 writes in between,
+             * the drain swallows its write, and the flag stays set */
+            GPEND = false;                                  /* C2b, too early */
+#endif
 #ifndef FAULT_NO_DRAIN
             atomic { if :: rev -> glibFd = false :: else -> skip fi };    /* C2 */
+#endif
+#if !defined(NO_WAKE_PENDING) && !defined(FAULT_PENDING_EARLY_CLEAR)
+drained:
+            GPEND = false;                                  /* C2b */
 #endif
 #ifndef FAULT_G_NO_MEMORY
             gNew = false;                                   /* C3: remember */

@@ -139,6 +139,16 @@ aio_notify_gen | FAULT_G_WAIT_ORDER+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_G_WAIT_ORDER+WOPS=2 | lost_g | fail
 aio_notify_gen | FAULT_TOKEN_LATE+WOPS=2 | safety | pass
 aio_notify_gen | FAULT_TOKEN_LATE+WOPS=2 | lost_v | fail
+aio_notify_gen | FAULT_PENDING_EARLY_CLEAR+NPOLLS=0 | safety | pass
+aio_notify_gen | FAULT_PENDING_EARLY_CLEAR+NPOLLS=0 | lost_g | fail
+aio_notify_gen | FAULT_PENDING_EARLY_CLEAR+PENDING_ASSERT+NPOLLS=0 | safety | fail
+aio_notify_gen | FAULT_PENDING_SHARED+WOPS=2 | safety | pass
+aio_notify_gen | FAULT_PENDING_SHARED+WOPS=2 | lost_v | fail
+aio_notify_gen | FAULT_PENDING_SHARED+WOPS=2 | no_busy_wait | fail
+aio_notify_gen | FAULT_PENDING_SHARED+PENDING_ASSERT+WOPS=2 | safety | fail
+aio_notify_gen | FAULT_PENDING_NO_RESET+WOPS=2 | safety | pass
+aio_notify_gen | FAULT_PENDING_NO_RESET+WOPS=2 | lost_v | fail
+aio_notify_gen | FAULT_PENDING_NO_RESET+PENDING_ASSERT+WOPS=2 | safety | fail
 aio_poll | default | safety | pass
 aio_poll | default | lost_v | pass
 aio_poll | default | lost_bh | pass
@@ -229,6 +239,10 @@ aio_notify_gen | NPOLLS=2+WOPS=2 | lost_g | pass
 aio_notify_gen | NV=2+WOPS=2 | safety | pass
 aio_notify_gen | NV=2+WOPS=2 | lost_v | pass
 aio_notify_gen | NV=2+WOPS=2 | no_busy_wait | pass
+aio_notify_gen | NO_WAKE_PENDING+WOPS=2 | safety | pass
+aio_notify_gen | NO_WAKE_PENDING+WOPS=2 | lost_v | pass
+aio_notify_gen | NO_WAKE_PENDING+WOPS=2 | lost_g | pass
+aio_notify_gen | NO_WAKE_PENDING+WOPS=2 | no_busy_wait | pass
 aio_poll | WOPS=3+DOPS=3 | safety | pass
 aio_poll | WOPS=3+DOPS=3 | lost_v | pass
 aio_poll | WOPS=3+DOPS=3 | lost_bh | pass

@@ -102,7 +102,8 @@ final class WaitSlot: @unchecked Sendable {
     /// Under the registry's lock. Later notifies skip the write (the sleeper
     /// is already woken), so a sleep costs at most one eventfd write however
     /// many notifies arrive before its poll withdraws (libuv's and SwiftNIO's
-    /// wake-pending flag). Model: Models/aio_notify_gen.pml, WAKE_PENDING.
+    /// wake-pending flag). Model: Models/aio_notify_gen.pml (the flags are its
+    /// default; NO_WAKE_PENDING is the old code, FAULT_PENDING_* must fail).
     var wakePending = false
     init() throws(AioError) { notifier = try EventNotifier() }
     #if AIO_FAULT_SHARED_FD

@@ -86,9 +86,12 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// the GSource's check. Immutable after init.
     let glibNotifier: EventNotifier
 
-    /// A notify wrote `glibNotifier` and the check has not drained it yet:
-    /// later notifies skip the write. Set by the writing notify, cleared by
-    /// the check after its drain.
+    /// A notify wrote (or is writing) `glibNotifier` and the check has not
+    /// drained it yet: later notifies skip the write. Set by the writing
+    /// notify, cleared by the check after its drain. Not strictly one write
+    /// per sleep: a write that lands after GLib's poll leaves the fd readable
+    /// with the flag clear, and the next notify writes again (harmless).
+    /// Model: Models/aio_notify_gen.pml, FAULT_PENDING_EARLY_CLEAR.
     let glibWakePending = Atomic<Bool>(false)
 
     /// Private wake-up fds of native waiters. Thread-safe (own lock).
