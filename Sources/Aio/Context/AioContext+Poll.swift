@@ -89,6 +89,7 @@ extension AioContext {
             timeoutNs = 0
         }
         var slot: WaitSlot? = nil
+        var mustDrain = false
         if timeoutNs != 0 {
             let waiter = waiters.takeSlot(advertise: true)
             slot = waiter
@@ -144,14 +145,12 @@ extension AioContext {
             #endif
             _ = woken
             #if !AIO_FAULT_NO_DRAIN
-            if written {
-                // Our own wake-up, which no other thread reads or drains:
-                // exactly one write happened since we advertised (the
-                // slot's wake-pending flag), and none can follow the
-                // withdrawal, so the slot goes back to the pool clean.
-                // Not progress.
-                waiter.notifier.testAndClear()
-            }
+            // Our own wake-up, which no other thread reads or drains: exactly
+            // one write happened since we advertised (the slot's wake-pending
+            // flag), and none can follow the withdrawal. `dispatchAll` reads
+            // it before the slot goes back to the pool, after the BHs ran, so
+            // the read(2) is not on the wake-up's latency path. Not progress.
+            mustDrain = written
             #else
             // FAULT: the wake-up is never drained; every later wait returns
             // at once (a busy loop).
@@ -181,17 +180,20 @@ extension AioContext {
                               notified: notifyGeneration.load(ordering: .relaxed) != seen,
                               ready: slot?.buffers.ready)
         }
-        return dispatchAll(readyIn: slot)
+        return dispatchAll(readyIn: slot, drainingWakeup: mustDrain)
     }
 
     /// BHs, then the handlers found ready (their slot goes back to the pool),
     /// then timers: QEMU's order. Returns progress. Owner-only.
-    func dispatchAll(readyIn slot: WaitSlot?) -> Bool {
+    /// `drainingWakeup`: the slot's eventfd was written while it was
+    /// advertised; read it before the slot goes back to the pool.
+    func dispatchAll(readyIn slot: WaitSlot?, drainingWakeup: Bool = false) -> Bool {
         var progress = bhPoll()
         progress = dispatchPollReady() || progress
         if let slot {
             progress = dispatchHandlers(slot.buffers.ready) || progress
             slot.buffers.ready.clear()
+            if drainingWakeup { slot.notifier.testAndClear() }
             waiters.returnSlot(slot)
         }
         return runTimers() || progress
