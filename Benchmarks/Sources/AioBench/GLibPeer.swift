@@ -64,14 +64,18 @@ func glibSameThread() {
 
 // MARK: (b), (c), (d) a GMainLoop on another thread, g_main_context_invoke
 
-private final class GLibLoopThread {
+/// A GMainLoop on its own thread, over a private GMainContext (pushed as the
+/// thread's default). Used by the GLib peer and by our GSource rows.
+final class GLibLoopThread {
     let context: OpaquePointer
     private let loop: OpaquePointer
     private var thread: NativeThread?
 
-    init() {
+    /// `attaching`: an AioContext to attach to the new GMainContext first.
+    init(attaching aio: AioContext? = nil) {
         context = g_main_context_new()!
         loop = g_main_loop_new(context, 0)!
+        aio?.attach(to: context)
         let running = Semaphore()
         nonisolated(unsafe) let c = context
         nonisolated(unsafe) let l = loop
@@ -84,10 +88,13 @@ private final class GLibLoopThread {
         running.wait()
     }
 
-    func stop() {
+    /// Quits and joins the loop; detaches `aio` (if given) before GLib's
+    /// last iterations, so its source is finalized here.
+    func stop(detaching aio: AioContext? = nil) {
         g_main_loop_quit(loop)
         thread?.join()
         thread = nil
+        aio?.detach()
         while g_main_context_iteration(context, 0) != 0 {}
         g_main_loop_unref(loop)
         g_main_context_unref(context)
@@ -127,27 +134,7 @@ func glibCrossThread(producers: Int) {
 func glibWakeLatency() {
     let loop = GLibLoopThread()
     let f = Flood()
-    let n = Sizes.pings
-    var wake = [Int64](repeating: 0, count: n)
-    var rtt = [Int64](repeating: 0, count: n)
-    let c0 = SyscallCounts.now()
-    for i in 0..<n {
-        sleepUs(Sizes.gapUs)
-        let t0 = nowNs()
-        g_main_context_invoke(loop.context, invokePing, pointer(f))
-        f.done.wait()
-        let t2 = nowNs()
-        wake[i] = f.stamp - t0
-        rtt[i] = t2 - t0
-    }
-    let c1 = SyscallCounts.now()
-    wake.sort()
-    rtt.sort()
-    result(impl, "c_invoke_wake_p50_us", percentileUs(wake, 0.5), "us")
-    result(impl, "c_invoke_wake_p99_us", percentileUs(wake, 0.99), "us")
-    result(impl, "c_invoke_rtt_p50_us", percentileUs(rtt, 0.5), "us")
-    result(impl, "c_invoke_rtt_p99_us", percentileUs(rtt, 0.99), "us")
-    SyscallCounts.report(impl, "c_invoke", from: c0, to: c1, ops: n)
+    measurePings(impl, "c_invoke", f) { g_main_context_invoke(loop.context, invokePing, pointer(f)) }
     loop.stop()
 }
 

@@ -81,27 +81,7 @@ func nioCrossThread(producers: Int) {
 func nioWakeLatency() {
     withGroup { loop in
         let f = Flood()
-        let n = Sizes.pings
-        var wake = [Int64](repeating: 0, count: n)
-        var rtt = [Int64](repeating: 0, count: n)
-        let c0 = SyscallCounts.now()
-        for i in 0..<n {
-            sleepUs(Sizes.gapUs)
-            let t0 = nowNs()
-            loop.execute { f.ping() }
-            f.done.wait()
-            let t2 = nowNs()
-            wake[i] = f.stamp - t0
-            rtt[i] = t2 - t0
-        }
-        let c1 = SyscallCounts.now()
-        wake.sort()
-        rtt.sort()
-        result(impl, "c_execute_wake_p50_us", percentileUs(wake, 0.5), "us")
-        result(impl, "c_execute_wake_p99_us", percentileUs(wake, 0.99), "us")
-        result(impl, "c_execute_rtt_p50_us", percentileUs(rtt, 0.5), "us")
-        result(impl, "c_execute_rtt_p99_us", percentileUs(rtt, 0.99), "us")
-        SyscallCounts.report(impl, "c_execute", from: c0, to: c1, ops: n)
+        measurePings(impl, "c_execute", f) { loop.execute { f.ping() } }
     }
 }
 

@@ -22,9 +22,7 @@ enum LoopPath: String, CaseIterable {
 final class RemoteLoop {
     let context: AioContext
     private var ioThread: IOThread?
-    private var glibContext: OpaquePointer?
-    private var glibLoop: OpaquePointer?
-    private var glibThread: NativeThread?
+    private var glibLoop: GLibLoopThread?
 
     /// `polling`: keep the IOThread's default busy polling (32 µs); by
     /// default it is off, so the rows measure the plain sleep path.
@@ -38,21 +36,7 @@ final class RemoteLoop {
             context = io.context
         case .gsource:
             context = try! AioContext(name: "bench-gsource")
-            let gctx = g_main_context_new()!
-            let loop = g_main_loop_new(gctx, 0)!
-            glibContext = gctx
-            glibLoop = loop
-            context.attach(to: gctx)
-            let running = Semaphore()
-            nonisolated(unsafe) let c = gctx
-            nonisolated(unsafe) let l = loop
-            glibThread = try! NativeThread(name: "bench-glib") {
-                g_main_context_push_thread_default(c)
-                running.post()
-                g_main_loop_run(l)
-                g_main_context_pop_thread_default(c)
-            }
-            running.wait()
+            glibLoop = GLibLoopThread(attaching: context)
         }
     }
 
@@ -61,14 +45,7 @@ final class RemoteLoop {
             io.stop()
             io.join()
         }
-        if let loop = glibLoop, let gctx = glibContext {
-            g_main_loop_quit(loop)
-            glibThread!.join()
-            context.detach()
-            while g_main_context_iteration(gctx, 0) != 0 {}
-            g_main_loop_unref(loop)
-            g_main_context_unref(gctx)
-        }
+        glibLoop?.stop(detaching: context)
     }
 }
 
@@ -241,38 +218,20 @@ func crossThread(_ kind: PostKind, producers: Int, path: LoopPath, polling: Bool
 // MARK: (c) wake latency of a sleeping loop
 
 func wakeLatency(_ kind: PostKind, path: LoopPath) {
-    guard selected("c_\(kind.rawValue)_\(path.rawValue)") else { return }
+    let name = "c_\(kind.rawValue)_\(path.rawValue)"
+    guard selected(name) else { return }
     let loop = RemoteLoop(path)
     let ctx = loop.context
     let flood = Flood()
     let bh = ctx.makeBottomHalf(name: "ping") { _ in flood.ping() }
-    let name = "c_\(kind.rawValue)_\(path.rawValue)"
-    let n = Sizes.pings
-    var wake = [Int64](repeating: 0, count: n)
-    var rtt = [Int64](repeating: 0, count: n)
     let stats0 = ctx.statistics
-    let c0 = SyscallCounts.now()
-    for i in 0..<n {
-        sleepUs(Sizes.gapUs)
-        let t0 = nowNs()
+    measurePings(impl, name, flood) {
         switch kind {
         case .oneshot: ctx.scheduleOneshot { flood.ping() }
         case .bh: bh.schedule()
         }
-        flood.done.wait()
-        let t2 = nowNs()
-        wake[i] = flood.stamp - t0
-        rtt[i] = t2 - t0
     }
-    let c1 = SyscallCounts.now()
-    wake.sort()
-    rtt.sort()
-    result(impl, name + "_wake_p50_us", percentileUs(wake, 0.5), "us")
-    result(impl, name + "_wake_p99_us", percentileUs(wake, 0.99), "us")
-    result(impl, name + "_rtt_p50_us", percentileUs(rtt, 0.5), "us")
-    result(impl, name + "_rtt_p99_us", percentileUs(rtt, 0.99), "us")
-    reportLibraryWrites(name, ctx, from: stats0, ops: n)
-    SyscallCounts.report(impl, name, from: c0, to: c1, ops: n)
+    reportLibraryWrites(name, ctx, from: stats0, ops: Sizes.pings)
     bh.delete()
     loop.stop()
 }

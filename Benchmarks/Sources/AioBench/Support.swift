@@ -249,6 +249,35 @@ func percentileUs(_ sorted: [Int64], _ p: Double) -> Double {
     Double(sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]) / 1000
 }
 
+/// Row (c) for every implementation: `Sizes.pings` times, sleep the idle gap
+/// (the loop falls asleep), take the time, `post` one callback that calls
+/// `flood.ping()`, wait for it; wake = callback start − post time, rtt =
+/// back on this thread − post time. Reports p50/p99 of both and the
+/// syscall counts as `<metric>_*`.
+func measurePings(_ impl: String, _ metric: String, _ flood: Flood, post: () -> Void) {
+    let n = Sizes.pings
+    var wake = [Int64](repeating: 0, count: n)
+    var rtt = [Int64](repeating: 0, count: n)
+    let c0 = SyscallCounts.now()
+    for i in 0..<n {
+        sleepUs(Sizes.gapUs)
+        let t0 = nowNs()
+        post()
+        flood.done.wait()
+        let t2 = nowNs()
+        wake[i] = flood.stamp - t0
+        rtt[i] = t2 - t0
+    }
+    let c1 = SyscallCounts.now()
+    wake.sort()
+    rtt.sort()
+    result(impl, metric + "_wake_p50_us", percentileUs(wake, 0.5), "us")
+    result(impl, metric + "_wake_p99_us", percentileUs(wake, 0.99), "us")
+    result(impl, metric + "_rtt_p50_us", percentileUs(rtt, 0.5), "us")
+    result(impl, metric + "_rtt_p99_us", percentileUs(rtt, 0.99), "us")
+    SyscallCounts.report(impl, metric, from: c0, to: c1, ops: n)
+}
+
 func opsPerSecond(_ ops: Int, _ ns: Int64) -> Double {
     Double(ops) / (Double(max(ns, 1)) / 1e9)
 }
