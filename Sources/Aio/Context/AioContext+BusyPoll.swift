@@ -190,12 +190,43 @@ extension AioContext {
         return found
     }
 
+    /// Lets go of handlers removed since the polled set was copied, so that
+    /// a removed handler's callbacks (and whatever they capture, possibly
+    /// the context itself) are freed even if the loop never spins again; a
+    /// removed handler still in poll mode gets its `pollEnd` first. Called
+    /// after each dispatch. Owner-only; one or two loads when nothing changed.
+    @inline(__always)
+    func dropStalePolledNodes() {
+        if pollMode.nodes.isEmpty && pollMode.begun.isEmpty { return }
+        if pollMode.version == handlers.polledVersion.load(ordering: .relaxed) { return }
+        pollMode.nodes = []
+        pollMode.version = .max
+        endRemovedHandlers()
+    }
+
     private func refreshPolledNodes() {
         let version = handlers.polledVersion.load(ordering: .relaxed)
         if version != pollMode.version {
             let snapshot = handlers.polledSnapshot()
             pollMode.nodes = snapshot.nodes
             pollMode.version = snapshot.version
+            endRemovedHandlers()
+        }
+    }
+
+    /// A handler removed while in poll mode gets its `pollEnd` now (its
+    /// producer's notifications back on) and is no longer held.
+    private func endRemovedHandlers() {
+        var i = 0
+        while i < pollMode.begun.count {
+            let node = pollMode.begun[i]
+            if node.isDeleted {
+                pollMode.begun.remove(at: i)
+                node.pollBegun = false
+                node.pollEnd?()
+            } else {
+                i += 1
+            }
         }
     }
 

@@ -196,6 +196,7 @@ extension AioContext {
             if drainingWakeup { slot.notifier.testAndClear() }
             waiters.returnSlot(slot)
         }
+        dropStalePolledNodes()
         return runTimers() || progress
     }
 
