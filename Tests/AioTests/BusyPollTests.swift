@@ -238,9 +238,9 @@ struct BusyPollTests {
     func unpolledHandlerDisablesPolling() throws {
         let loop = try LoopThread(.native, name: "unpolled")
         let ctx = loop.ctx
-        ctx.pollMaxNs = 200_000
         let pipe = Pipe()
         try ctx.setHandler(for: pipe.readFD, name: "plain", read: { pipe.drain() })
+        ctx.pollMaxNs = 200_000  // after the handler: no poll may spin before it is there
         let dog = loop.harness.watchdog(20, "unpolled")
         let ran = Counter()
         let bh = ctx.makeBottomHalf(name: "tick") { _ in ran.increment() }

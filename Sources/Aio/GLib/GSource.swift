@@ -211,6 +211,9 @@ extension AioContext {
         // later notify would skip its write (Models/aio_notify_gen.pml,
         // FAULT_PENDING_EARLY_CLEAR).
         glibWakePending.store(false, ordering: .releasing)
+        // A check that finds nothing is not followed by a dispatch: let go of
+        // removed handlers here too (see `dropStalePolledNodes`).
+        dropStalePolledNodes()
         // Anything on the lists, even a deleted BH that only needs freeing,
         // earns a dispatch; so does a ready handler or a due timer.
         let handlersReady = handlers.registeredCount.load(ordering: .relaxed) > 0

@@ -152,6 +152,13 @@ extension AioContext {
     /// QEMU: `aio_set_fd_handler()` with every callback NULL.
     public func removeHandler(for fd: Int32) {
         if handlers.remove(fd: fd) {
+            // If no poll is running, let go of the node now rather than at
+            // the next poll (there may be none): its callbacks may capture
+            // the context.
+            if ownership.tryAcquire() {
+                dropStalePolledNodes()
+                _ = ownership.release()
+            }
             notify()
         }
     }

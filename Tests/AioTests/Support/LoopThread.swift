@@ -53,6 +53,9 @@ final class LoopThread: @unchecked Sendable {
         state.stopping.store(true, ordering: .releasing)
         harness.unblock()
         thread?.join()
+        // One more pass on this thread: what the loop thread left for the
+        // next poll (e.g. a handler removed just before the stop) is let go.
+        _ = harness.ctx.poll(blocking: false)
         harness.finish()
     }
 }
