@@ -175,6 +175,9 @@ extension AioContext {
     /// Marks each handler whose hook found work. Owner-only.
     @inline(__always)
     private func pollHandlersOnce(_ nodes: [FDHandlerNode], seen: UInt64) -> Bool {
+        // Acquiring, as [accept]: pairs with notify's RMW, so the work
+        // published before that notify (a BH link) is visible to the
+        // dispatch that follows a hit.
         var found = notifyGeneration.load(ordering: .acquiring) != seen
         for i in nodes.indices {
             let node = nodes[i]

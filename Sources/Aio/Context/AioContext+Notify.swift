@@ -57,7 +57,11 @@ extension AioContext {
         return
         #endif
         // At most one write per GLib sleep: the flag is set by the notify
-        // that writes and cleared by the check after it drains.
+        // that writes and cleared by the check after it drains. Acquiring
+        // pairs with the check's releasing store of false, which follows its
+        // drain: a notify that finds the flag clear writes after that drain,
+        // so its write cannot be swallowed. Releasing orders our claim before
+        // the write. Model: Models/aio_notify_gen.pml, FAULT_PENDING_EARLY_CLEAR.
         if waiting & 1 != 0 && !glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
             glibNotifier.set()
             stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)

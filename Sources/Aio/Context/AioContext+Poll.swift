@@ -104,13 +104,16 @@ extension AioContext {
             #else
             notifyMe.wrappingAdd(2, ordering: .sequentiallyConsistent)
             #endif
-            // [dekker-wait] Our advertisement must be visible before we read
-            // the notify generation and, through the timeout computed above, the work.
-            // Pairs with [dekker-notify] in `notify()`. An explicit fence, not
-            // the RMW's ordering: relaxed loads after an RMW are not ordered by
-            // it on ARM (QEMU 2023). Without it: a lost wake-up.
-            // Model: Models/aio_notify_gen.pml, FAULT_WAIT_ORDER.
-            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            // [dekker-wait] Our advertisement (the sequentially consistent RMW
+            // above) is ordered before our read of the generation (the
+            // sequentially consistent load below): with [dekker-notify]'s RMW
+            // and load in `notify()`, all four are in one total order, so
+            // either we see the notifier's new generation and do not sleep,
+            // or it sees our +2 and writes our fd. Neither may be relaxed: a
+            // relaxed load after an RMW is not ordered by it on ARM (QEMU
+            // 2023). Safety rests on this generation check alone; the timeout
+            // computed above only lets us skip the sleep sooner.
+            // Without it: a lost wake-up. Model: Models/aio_notify_gen.pml, FAULT_WAIT_ORDER.
             #if AIO_FAULT_WAIT_ORDER
             let generationNow = generationBeforeAdvertising
             #else

@@ -46,10 +46,10 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Unlike QEMU, two threads may write it at once (the GLib thread's bit 0
     /// and a native waiter's +2; or two native waiters), so every update is an
-    /// atomic read-modify-write. Each raise is followed by an explicit
-    /// sequentially consistent fence before the waiter reads any work, rather
-    /// than relying on the RMW's ordering for the neighbouring relaxed loads
-    /// (QEMU's 2020 and 2023 ARM lessons): [dekker-wait], paired with
+    /// atomic read-modify-write. Each raise is a sequentially consistent RMW
+    /// followed by a sequentially consistent load of the generation, never a
+    /// relaxed one (a relaxed load after an RMW is not ordered by it on ARM:
+    /// QEMU's 2020 and 2023 lessons): [dekker-wait], paired with
     /// [dekker-notify] in ``notify()``. Lowering uses release ordering: the wait
     /// is over before we stop advertising.
     ///

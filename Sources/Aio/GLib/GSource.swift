@@ -154,11 +154,13 @@ extension AioContext {
         #else
         notifyMe.bitwiseOr(1, ordering: .sequentiallyConsistent)
         #endif
-        // [dekker-wait] (GLib edge) Bit 0 must be visible before we look at the
-        // work and the generation; pairs with [dekker-notify] in `notify()`.
-        // Without it GLib can sleep with a BH pending.
+        // [dekker-wait] (GLib edge) The RMW setting bit 0 and the generation
+        // load below are sequentially consistent, as are [dekker-notify]'s RMW
+        // and load in `notify()`: either we see a notify's generation and GLib
+        // does not sleep, or the notify sees bit 0 and writes the GLib fd.
+        // The work scan in between only makes us ready sooner; safety rests on
+        // the generation check. Without it GLib can sleep with a BH pending.
         // Model: Models/aio_notify_gen.pml, FAULT_G_WAIT_ORDER.
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
         let ms = GLibTimeout.milliseconds(fromNs: computeTimeoutNs())
         if ms == 0 || pollWork {
             // Ready now: GLib will poll with a zero timeout and, seeing us
