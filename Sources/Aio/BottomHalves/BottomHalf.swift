@@ -33,6 +33,12 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     // DELETED first).
     unowned(unsafe) let context: AioContext
 
+    /// The context's notify state and BH list, retained (except by
+    /// one-shots, see `NotifyCore`): `schedule()` touches only this after it
+    /// has published the BH, so it never reaches a context the owner freed
+    /// meanwhile. Model of the window: AIO_FAULT_NOTIFY_AFTER_TEARDOWN.
+    private let core: Unmanaged<NotifyCore>
+
     /// PENDING | SCHEDULED | DELETED | ONESHOT | IDLE; see `BHFlags`.
     let flags: Atomic<UInt32>
 
@@ -59,10 +65,17 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     init(context: AioContext, name: String, flags: UInt32, registered: Bool,
          callback: Callback) {
         self.context = context
+        self.core = flags & BHFlags.oneshot != 0
+            ? Unmanaged.passUnretained(context.core) : Unmanaged.passRetained(context.core)
         self.name = name
         self.flags = Atomic(flags)
         self.isRegistered = registered
         self.callback = callback
+    }
+
+    deinit {
+        // SAFETY: balances the passRetained in init (one-shots took none).
+        if flags.load(ordering: .relaxed) & BHFlags.oneshot == 0 { core.release() }
     }
 
     public var description: String { "BottomHalf('\(name)')" }
@@ -136,13 +149,17 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
         if old & BHFlags.deleted != 0 {
             fatalError("BottomHalf '\(name)': \(operation) after delete(); a deleted bottom half must not be used again")
         }
-        // No reference counting on this path: the context outlives its
-        // undeleted BHs (see `context`), and this BH is alive (we are in it).
-        Unmanaged.passUnretained(context)._withUnsafeGuaranteedRef { ctx in
+        // No reference counting on this path: this BH is alive (we are in
+        // it) and holds the core. Once the BH is published the owner may run
+        // it, delete it and drop the context, so only the core is touched.
+        core._withUnsafeGuaranteedRef { core in
             if old & BHFlags.pending == 0 {
-                ctx.bhList.push(self)
+                core.bhList.push(self)
             }
-            ctx.notify()
+            #if AIO_FAULT_NOTIFY_AFTER_TEARDOWN
+            faultWindow()
+            #endif
+            core.notify()
         }
     }
 }

@@ -150,9 +150,15 @@ extension AioContext {
 extension AioContext: SerialExecutor, TaskExecutor {
     /// Queues `job` to run on the context's thread. Thread-safe, lock-free.
     public func enqueue(_ job: consuming ExecutorJob) {
+        // Held across the push: once the job is on the stack, the owner may
+        // run it, and the task may drop the last reference to this context
+        // before we schedule. The BH keeps the notify state alive (see
+        // `NotifyCore`); one retain and release per enqueue.
+        let bh: BottomHalf = jobs.bh
         if jobs.push(UnownedJob(job)) {
-            jobs.bh.schedule()
+            bh.schedule()
         }
+        withExtendedLifetime(bh) {}
     }
 
     /// Two contexts are the same execution context only if they are the same

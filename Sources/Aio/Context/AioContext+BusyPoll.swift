@@ -178,7 +178,7 @@ extension AioContext {
         // Acquiring, as [accept]: pairs with notify's RMW, so the work
         // published before that notify (a BH link) is visible to the
         // dispatch that follows a hit.
-        var found = notifyGeneration.load(ordering: .acquiring) != seen
+        var found = core.notifyGeneration.load(ordering: .acquiring) != seen
         for i in nodes.indices {
             let node = nodes[i]
             // A handler whose pollReady is running (a nested poll inside it)
@@ -246,9 +246,8 @@ extension AioContext {
             node.pollHit = false
             if node.isDeleted || node.inPollReady { continue }
             node.inPollReady = true
-            node.pollReady!()
+            if runClaimed(node, node.pollReady!) { progress = true }
             node.inPollReady = false
-            progress = true
         }
         return progress
     }

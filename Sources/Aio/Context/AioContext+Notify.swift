@@ -1,6 +1,94 @@
 import Synchronization
 
-extension AioContext {
+/// What ``AioContext/notify()`` and `BottomHalf.schedule()` touch: the
+/// wake-up protocol's shared state and the BH list.
+///
+/// It lives apart from the context because a scheduler runs after it has
+/// published its BH: between the push and the notify, the owner may run the
+/// BH, delete it, and drop the last reference to the context. Every BH that
+/// can be scheduled (named BHs, the executor's, the pool's) holds the core
+/// strongly, and the scheduling thread holds the BH, so the core outlives
+/// every `schedule()` in flight: no reference count is taken per schedule.
+/// One-shots are scheduled once, by `scheduleOneshot` on a context the
+/// caller holds, and do not retain it. Its eventfds close when the last
+/// holder lets go.
+final class NotifyCore: @unchecked Sendable {
+    // @unchecked Sendable: atomics, thread-safe members, and the BH list's
+    // own protocol.
+
+    /// Who may sleep, and so who must be woken.
+    ///
+    /// - Bit 0: the attached GSource is between prepare and check, i.e. GLib may
+    ///   be asleep in its poll. Set in prepare, cleared in check (a bit, not a
+    ///   counter, because GLib may prepare without checking).
+    /// - Bits 1...31: twice the number of native `poll(blocking: true)` calls
+    ///   that are about to block or are blocked (each adds 2).
+    ///
+    /// Unlike QEMU, two threads may write it at once (the GLib thread's bit 0
+    /// and a native waiter's +2; or two native waiters), so every update is an
+    /// atomic read-modify-write. Each raise is a sequentially consistent RMW
+    /// followed by a sequentially consistent load of the generation, never a
+    /// relaxed one (a relaxed load after an RMW is not ordered by it on ARM:
+    /// QEMU's 2020 and 2023 lessons): [dekker-wait], paired with
+    /// [dekker-notify] in ``notify()``. Lowering uses release ordering: the wait
+    /// is over before we stop advertising.
+    ///
+    /// Checked by Models/aio_notify_gen.pml; variants FAULT_BOOL_FLAG (one
+    /// flag for two waiters), FAULT_WAIT_ORDER (reading the generation before
+    /// advertising).
+    let notifyMe = Atomic<UInt32>(0)
+
+    /// How many times ``notify()`` has been called: QEMU's `notified` flag,
+    /// made a generation count so that no thread can clear another's.
+    ///
+    /// QEMU clears one shared flag in `aio_notify_accept` before it looks for
+    /// work, and a blocking poll does not sleep if the flag is set again. With
+    /// several threads polling one context (a non-blocking poll on another
+    /// thread, GLib's check, a second native waiter), whoever accepts can
+    /// erase a notification meant for a thread that has checked its condition
+    /// but not yet advertised, which then sleeps through it: seed 004's steal
+    /// at the level of the flag. Here each thread keeps its own view
+    /// (`NotifyMemory`: the generation when its last poll returned, or
+    /// an explicit ``NotifyToken``), and a blocking poll does not sleep if the
+    /// generation moved since. Nothing shared is ever cleared.
+    /// Models/aio_notify.pml (BUG_STEAL, BUG_V_DROPS_OWNERSHIP) shows how a
+    /// shared flag fails; Models/aio_notify_gen.pml checks this design
+    /// (FAULT_STEAL, FAULT_UNKNOWN_IS_SEEN, FAULT_G_NO_MEMORY, FAULT_TOKEN_LATE).
+    ///
+    /// Every notify increments it (one RMW); wrapping takes 2^64 notifies.
+    /// A notify never skips a wake-up write because of it (FAULT_SKIP_WRITE).
+    let notifyGeneration = Atomic<UInt64>(0)
+
+    /// The wake-up fd GLib polls when the context is attached; drained only by
+    /// the GSource's check. Immutable after init.
+    let glibNotifier: EventNotifier
+
+    /// A notify wrote (or is writing) `glibNotifier` and the check has not
+    /// drained it yet: later notifies skip the write. Set by the writing
+    /// notify, cleared by the check after its drain. Not strictly one write
+    /// per sleep: a write that lands after GLib's poll leaves the fd readable
+    /// with the flag clear, and the next notify writes again (harmless).
+    /// Model: Models/aio_notify_gen.pml, FAULT_PENDING_EARLY_CLEAR.
+    let glibWakePending = Atomic<Bool>(false)
+
+    /// Private wake-up fds of native waiters. Thread-safe (own lock).
+    let waiters: WaiterRegistry
+
+    /// Pending BHs. Thread-safe push; the queue side is owner-only.
+    let bhList = BHList()
+
+    /// Counters for the context's ``AioContext/statistics``.
+    let stats = Counters()
+
+
+    init() throws(AioError) {
+        glibNotifier = try EventNotifier()
+        waiters = try WaiterRegistry()
+        #if AIO_FAULT_SHARED_FD
+        waiters.sharedNotifier = glibNotifier
+        #endif
+    }
+
     /// Wakes every thread that sleeps, or is about to sleep, on this context,
     /// so it looks at the work published before this call.
     ///
@@ -8,7 +96,12 @@ extension AioContext {
     /// write per sleeper otherwise. Thread-safe: may be called from any thread.
     /// QEMU: `aio_notify()`.
     @inline(__always)
-    public func notify() {
+    func notify() {
+        #if AIO_FAULT_NOTIFY_AFTER_TEARDOWN
+        if faultTornDown.load(ordering: .relaxed) {
+            fatalError("AIO_FAULT_NOTIFY_AFTER_TEARDOWN: notify() reached a context that was torn down")
+        }
+        #endif
         // [notify-publish] releasing: the work published before notify (a BH
         // link, a timer change, a condition) is visible to a poll that reads
         // the new generation with its acquiring snapshot.
@@ -72,6 +165,25 @@ extension AioContext {
         }
     }
 
+    #if AIO_FAULT_NOTIFY_AFTER_TEARDOWN
+    /// FAULT: the context's notify state is torn down with the context (as
+    /// if BHs held it unretained); set by the context's deinit.
+    let faultTornDown = Atomic<Bool>(false)
+    #endif
+}
+
+extension AioContext {
+    /// Wakes every thread that sleeps, or is about to sleep, on this context,
+    /// so it looks at the work published before this call.
+    ///
+    /// Costs a fence and two memory accesses when nobody sleeps; an eventfd
+    /// write per sleeper otherwise. Thread-safe: may be called from any thread.
+    /// QEMU: `aio_notify()`.
+    @inline(__always)
+    public func notify() {
+        core.notify()
+    }
+
     /// A snapshot of the context's notifications. Take it *before* checking
     /// a condition that another thread changes and then calls ``notify()``,
     /// and pass it to ``poll(blocking:unlessNotifiedSince:)``: the poll then
@@ -85,7 +197,7 @@ extension AioContext {
         // [accept] acquiring: whatever a notify published before the
         // generation we read is visible to the caller's condition check and
         // to the poll's look for work that follow. Pairs with [notify-publish].
-        NotifyToken(generation: notifyGeneration.load(ordering: .acquiring))
+        NotifyToken(generation: core.notifyGeneration.load(ordering: .acquiring))
     }
 }
 
@@ -96,7 +208,7 @@ public struct NotifyToken: Sendable, Equatable {
 }
 
 /// A poll's private resources: the wake-up eventfd it sleeps on (when it
-/// advertises in `notifyMe`) and the buffers its fd wait fills.
+/// advertises in `core.notifyMe`) and the buffers its fd wait fills.
 final class WaitSlot: @unchecked Sendable {
     // @unchecked Sendable: a slot is used by one poll at a time (taken from
     // and returned to the registry under its lock).
@@ -147,7 +259,7 @@ final class WaiterRegistry: @unchecked Sendable {
 
     /// Takes a slot for a poll in flight. With `advertise`, the slot is also
     /// registered as a sleeper's: this must precede the caller's raise of
-    /// `notifyMe`, so a notify that sees the raise finds the slot (the lock
+    /// `core.notifyMe`, so a notify that sees the raise finds the slot (the lock
     /// orders the two).
     func takeSlot(advertise: Bool) -> WaitSlot {
         lock.lock()

@@ -49,7 +49,7 @@ extension AioContext {
     private func pollOnce(blocking: Bool, since snapshot: UInt64?) -> Bool {
         if blocking { checkBlockingAllowed() }
         ownership.acquire()
-        defer { _ = ownership.release() }
+        defer { releaseOwnership() }
         Counters.bump(stats.iterations)
         let thread = currentThreadID()
         // [accept] acquiring, pairs with [notify-publish]: what a notify
@@ -57,7 +57,7 @@ extension AioContext {
         // Model: Models/aio_notify_gen.pml, FAULT_CLEAR_AFTER (snapshot after
         // the look) and FAULT_UNKNOWN_IS_SEEN (an unknown thread must count
         // as notified).
-        let current = notifyGeneration.load(ordering: .acquiring)
+        let current = core.notifyGeneration.load(ordering: .acquiring)
         // Sleep only if nothing was notified since this thread last came out
         // of a poll here (or since the caller's token). Unknown: do not sleep.
         #if AIO_FAULT_CLEAR_AFTER
@@ -71,14 +71,16 @@ extension AioContext {
         defer {
             // The caller checks its conditions after we return; a notify after
             // this point keeps its next poll awake.
-            notifyMemory.remember(notifyGeneration.load(ordering: .acquiring), forThread: thread)
+            notifyMemory.remember(core.notifyGeneration.load(ordering: .acquiring), forThread: thread)
         }
 
         let watchesFDs = handlers.registeredCount.load(ordering: .relaxed) > 0
+        // Before any look at the fds: see `ReadyList.epoch` (dispatch once).
+        let epochBeforeLook = handlerEpoch.load(ordering: .relaxed)
         var timeoutNs: Int64 = blocking ? computeTimeoutNs() : 0
         #if AIO_FAULT_CLEAR_AFTER
         faultWindow()
-        seen = notifyGeneration.load(ordering: .acquiring)
+        seen = core.notifyGeneration.load(ordering: .acquiring)
         #endif
         // Busy polling (when on, or still in poll mode) comes before we
         // advertise: it never raises notifyMe, so notifies stay syscall-free.
@@ -93,16 +95,17 @@ extension AioContext {
         if timeoutNs != 0 {
             let waiter = waiters.takeSlot(advertise: true)
             slot = waiter
+            waiter.buffers.ready.epoch = epochBeforeLook
             #if AIO_FAULT_WAIT_ORDER
             // FAULT: the generation is read before advertising.
-            let generationBeforeAdvertising = notifyGeneration.load(ordering: .relaxed)
+            let generationBeforeAdvertising = core.notifyGeneration.load(ordering: .relaxed)
             faultWindow()
             #endif
             #if AIO_FAULT_BOOL_FLAG
             // FAULT: one "a thread may sleep" flag for every waiter (seed 003).
-            notifyMe.store(1, ordering: .relaxed)
+            core.notifyMe.store(1, ordering: .relaxed)
             #else
-            notifyMe.wrappingAdd(2, ordering: .sequentiallyConsistent)
+            core.notifyMe.wrappingAdd(2, ordering: .sequentiallyConsistent)
             #endif
             // [dekker-wait] Our advertisement (the sequentially consistent RMW
             // above) is ordered before our read of the generation (the
@@ -117,7 +120,7 @@ extension AioContext {
             #if AIO_FAULT_WAIT_ORDER
             let generationNow = generationBeforeAdvertising
             #else
-            let generationNow = notifyGeneration.load(ordering: .sequentiallyConsistent)
+            let generationNow = core.notifyGeneration.load(ordering: .sequentiallyConsistent)
             #endif
             if generationNow != seen {
                 // Work (or a state change) was announced after we looked:
@@ -127,7 +130,10 @@ extension AioContext {
             var woken = false
             if timeoutNs != 0 {
                 Counters.bumpShared(stats.blockingWaits)
-                let depth = ownership.releaseAll()
+                let (depth, glibDeferred) = ownership.releaseAll()
+                // GLib found the context owned while we dispatched: it may
+                // look now, while we sleep.
+                if glibDeferred { wakeDeferredGLib() }
                 woken = handlers.wait(buffers: waiter.buffers, wakeFD: waiter.notifier.fd,
                                       timeoutNs: timeoutNs)
                 ownership.reacquire(depth: depth)
@@ -142,9 +148,9 @@ extension AioContext {
             let written = waiters.withdraw(waiter)
             // [wait-end] releasing: the wait is over before we stop advertising.
             #if AIO_FAULT_BOOL_FLAG
-            notifyMe.store(0, ordering: .releasing)
+            core.notifyMe.store(0, ordering: .releasing)
             #else
-            notifyMe.wrappingSubtract(2, ordering: .releasing)
+            core.notifyMe.wrappingSubtract(2, ordering: .releasing)
             #endif
             _ = woken
             #if !AIO_FAULT_NO_DRAIN
@@ -162,6 +168,7 @@ extension AioContext {
         } else if watchesFDs {
             let poller = waiters.takeSlot(advertise: false)
             slot = poller
+            poller.buffers.ready.epoch = epochBeforeLook
             _ = handlers.wait(buffers: poller.buffers, wakeFD: nil, timeoutNs: 0)
         }
         #if AIO_FAULT_STEAL
@@ -175,12 +182,12 @@ extension AioContext {
         // wait for a poll that never comes. Every write of notifyMe happens
         // under ownership, which we hold, so a relaxed load sees them all.
         // Model: Models/aio_poll.pml, FAULT_POLL_LEFT_ON.
-        if pollMode.started && notifyMe.load(ordering: .relaxed) != 0 {
+        if pollMode.started && core.notifyMe.load(ordering: .relaxed) != 0 {
             _ = leavePollMode(seen: seen)
         }
         if adaptive {
             adjustPollWindows(blockNs: monotonicNowNs() &- entryNs,
-                              notified: notifyGeneration.load(ordering: .relaxed) != seen,
+                              notified: core.notifyGeneration.load(ordering: .relaxed) != seen,
                               ready: slot?.buffers.ready)
         }
         return dispatchAll(readyIn: slot, drainingWakeup: mustDrain)

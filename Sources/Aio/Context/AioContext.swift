@@ -36,69 +36,23 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// GSource name.
     public let name: String
 
-    /// Who may sleep, and so who must be woken.
-    ///
-    /// - Bit 0: the attached GSource is between prepare and check, i.e. GLib may
-    ///   be asleep in its poll. Set in prepare, cleared in check (a bit, not a
-    ///   counter, because GLib may prepare without checking).
-    /// - Bits 1...31: twice the number of native `poll(blocking: true)` calls
-    ///   that are about to block or are blocked (each adds 2).
-    ///
-    /// Unlike QEMU, two threads may write it at once (the GLib thread's bit 0
-    /// and a native waiter's +2; or two native waiters), so every update is an
-    /// atomic read-modify-write. Each raise is a sequentially consistent RMW
-    /// followed by a sequentially consistent load of the generation, never a
-    /// relaxed one (a relaxed load after an RMW is not ordered by it on ARM:
-    /// QEMU's 2020 and 2023 lessons): [dekker-wait], paired with
-    /// [dekker-notify] in ``notify()``. Lowering uses release ordering: the wait
-    /// is over before we stop advertising.
-    ///
-    /// Checked by Models/aio_notify_gen.pml; variants FAULT_BOOL_FLAG (one
-    /// flag for two waiters), FAULT_WAIT_ORDER (reading the generation before
-    /// advertising).
-    let notifyMe = Atomic<UInt32>(0)
-
-    /// How many times ``notify()`` has been called: QEMU's `notified` flag,
-    /// made a generation count so that no thread can clear another's.
-    ///
-    /// QEMU clears one shared flag in `aio_notify_accept` before it looks for
-    /// work, and a blocking poll does not sleep if the flag is set again. With
-    /// several threads polling one context (a non-blocking poll on another
-    /// thread, GLib's check, a second native waiter), whoever accepts can
-    /// erase a notification meant for a thread that has checked its condition
-    /// but not yet advertised, which then sleeps through it: seed 004's steal
-    /// at the level of the flag. Here each thread keeps its own view
-    /// (`NotifyMemory`: the generation when its last poll returned, or
-    /// an explicit ``NotifyToken``), and a blocking poll does not sleep if the
-    /// generation moved since. Nothing shared is ever cleared.
-    /// Models/aio_notify.pml (BUG_STEAL, BUG_V_DROPS_OWNERSHIP) shows how a
-    /// shared flag fails; Models/aio_notify_gen.pml checks this design
-    /// (FAULT_STEAL, FAULT_UNKNOWN_IS_SEEN, FAULT_G_NO_MEMORY, FAULT_TOKEN_LATE).
-    ///
-    /// Every notify increments it (one RMW); wrapping takes 2^64 notifies.
-    /// A notify never skips a wake-up write because of it (FAULT_SKIP_WRITE).
-    let notifyGeneration = Atomic<UInt64>(0)
+    /// The wake-up state and the BH list, kept in an object of their own so
+    /// that a thread still inside `BottomHalf.schedule()` (which retains the
+    /// core through its BH) can finish its notify even if the owner ran the
+    /// BH, deleted it and dropped the context meanwhile. See `NotifyCore`.
+    let core: NotifyCore
 
     /// Owner-only: the notify generation each polling thread last saw.
     @exclusivity(unchecked) var notifyMemory = NotifyMemory()
 
-    /// The wake-up fd GLib polls when the context is attached; drained only by
-    /// the GSource's check. Immutable after init.
-    let glibNotifier: EventNotifier
+    /// Counts handler dispatches (owner-only writes, load + store; read by
+    /// any poll before it looks at the fds). See `ReadyList.epoch`.
+    let handlerEpoch = Atomic<UInt64>(0)
 
-    /// A notify wrote (or is writing) `glibNotifier` and the check has not
-    /// drained it yet: later notifies skip the write. Set by the writing
-    /// notify, cleared by the check after its drain. Not strictly one write
-    /// per sleep: a write that lands after GLib's poll leaves the fd readable
-    /// with the flag clear, and the next notify writes again (harmless).
-    /// Model: Models/aio_notify_gen.pml, FAULT_PENDING_EARLY_CLEAR.
-    let glibWakePending = Atomic<Bool>(false)
-
-    /// Private wake-up fds of native waiters. Thread-safe (own lock).
-    let waiters: WaiterRegistry
-
-    /// Pending BHs. Thread-safe push; the queue side is owner-only.
-    let bhList = BHList()
+    /// `handlerEpoch` when GLib's last prepare ran, i.e. before GLib's poll
+    /// looked at the fds. Written and read only by the thread that iterates
+    /// the attached GMainContext (GLib lets one thread at a time).
+    @exclusivity(unchecked) var glibPollEpoch: UInt64 = 0
 
     /// The recursive ownership lock.
     let ownership = OwnershipLock()
@@ -115,7 +69,13 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     let attachment = Locked<UnsafeMutablePointer<GSource>?>(nil)
 
     /// Counters for ``statistics``. Written with relaxed atomics.
-    let stats = Counters()
+    var stats: Counters { core.stats }
+    /// The wake-up fd GLib polls when the context is attached; see `NotifyCore`.
+    var glibNotifier: EventNotifier { core.glibNotifier }
+    /// Private wake-up fds of native waiters; see `NotifyCore`.
+    var waiters: WaiterRegistry { core.waiters }
+    /// Pending BHs; see `NotifyCore`.
+    var bhList: BHList { core.bhList }
 
     /// fd handlers and the fd monitor. Thread-safe (own lock).
     let handlers = HandlerTable()
@@ -157,8 +117,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// Throws if the kernel refuses its eventfds. QEMU: `aio_context_new()`.
     public init(name: String = "aio") throws(AioError) {
         self.name = name
-        self.glibNotifier = try EventNotifier()
-        self.waiters = try WaiterRegistry()
+        self.core = try NotifyCore()
         self.homeThread = Atomic(currentThreadID())
         self.virtualClock = VirtualClock(contextName: name)
         // Back-references for the parts that need the context; each is owned
@@ -170,9 +129,6 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
             list.total = armedTimers
             list.virtualClock = virtualClock
         }
-        #if AIO_FAULT_SHARED_FD
-        waiters.sharedNotifier = glibNotifier
-        #endif
         setUpExecutor()
         Self.tightenTimerSlack()
     }
@@ -185,6 +141,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
 
     deinit {
         tearDown()
+        #if AIO_FAULT_NOTIFY_AFTER_TEARDOWN
+        core.faultTornDown.store(true, ordering: .relaxed)
+        #endif
     }
 
     public var description: String { "AioContext('\(name)')" }
@@ -215,14 +174,33 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         ownership.acquire()
     }
 
+    /// Gives back one level of ownership. If a GSource hook found the context
+    /// owned and returned without waiting, the final release wakes GLib so
+    /// it looks again (the owner may leave work behind). Owner-only.
+    @inline(__always)
+    func releaseOwnership() {
+        if ownership.release() == true { wakeDeferredGLib() }
+    }
+
+    /// Writes GLib's wake-up fd for a hook that was deferred, once per
+    /// pending wake-up (the same flag as notify's GLib write). Any thread.
+    @inline(never)
+    func wakeDeferredGLib() {
+        if !core.glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
+            glibNotifier.set()
+            stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
+        }
+    }
+
     /// Gives back one level of ownership taken with ``acquire()``.
     ///
     /// Must be called on the thread that acquired; traps otherwise.
     /// QEMU: `aio_context_release()`.
     public func release() {
-        if !ownership.release() {
+        guard let deferred = ownership.release() else {
             fatalError("AioContext '\(name)': release() on a thread that does not own the context (ownership rule: release on the thread that called acquire())")
         }
+        if deferred { wakeDeferredGLib() }
     }
 
     /// Runs `body` while owning the context.
@@ -298,8 +276,8 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// Thread-safe, racy by nature.
     public var debugState: String {
         let pendingNames = pendingBottomHalfNames()
-        return "AioContext '\(name)': notifyMe=\(notifyMe.load(ordering: .relaxed)) "
-            + "notifyGeneration=\(notifyGeneration.load(ordering: .relaxed)) "
+        return "AioContext '\(name)': notifyMe=\(core.notifyMe.load(ordering: .relaxed)) "
+            + "notifyGeneration=\(core.notifyGeneration.load(ordering: .relaxed)) "
             + "glibNotifierReadable=\(glibNotifier.isSet) "
             + "nativeWaiters=\(waiters.debugDescription) "
             + "pendingBHs=[\(pendingNames.joined(separator: ", "))]"
@@ -309,7 +287,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// without waiting (a watchdog must not hang on a stuck loop).
     private func pendingBottomHalfNames() -> [String] {
         guard ownership.tryAcquire() else { return ["<context busy: not walked>"] }
-        defer { _ = ownership.release() }
+        defer { releaseOwnership() }
         var names: [String] = []
         func walk(_ start: Unmanaged<BottomHalf>?) {
             var node = start

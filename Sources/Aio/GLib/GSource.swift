@@ -134,15 +134,31 @@ extension AioContext {
     /// Returns readiness and the timeout in ms (-1: no limit).
     /// QEMU: `aio_ctx_prepare()`.
     func gsourcePrepare() -> (ready: Bool, timeoutMs: Int32) {
+        // Before GLib looks at the fds: see `ReadyList.epoch`. GLib-thread
+        // only (the thread holding the GMainContext).
+        glibPollEpoch = handlerEpoch.load(ordering: .relaxed)
+        // A thread that already owned the context is inside one of its
+        // dispatches (or native polls) and iterates GLib from there.
+        let nested = ownership.isHeldByCurrentThread
+        #if AIO_FAULT_GSOURCE_BLOCKING
+        // FAULT: wait for ownership while GLib holds its GMainContext.
         ownership.acquire()
-        defer { _ = ownership.release() }
+        #else
+        // GLib holds the GMainContext: never wait for ownership (lock order:
+        // ownership, then GMainContext). Another thread owns the context and
+        // dispatches its work; when it lets go, its release sees the
+        // deferral and wakes GLib (`OwnershipLock`). Meanwhile GLib runs its
+        // other sources. Model: Models/aio_gsource_own.pml.
+        guard ownership.tryAcquireOrDefer() else { return (ready: false, timeoutMs: -1) }
+        #endif
+        defer { releaseOwnership() }
         // The GLib thread's notify memory, as in a native poll: a notify since
         // this thread's last iteration returned keeps it awake, so a caller
         // iterating `while !done { g_main_context_iteration(ctx, TRUE) }`
         // cannot sleep through `done = true; notify()` made between its check
         // and this prepare. [accept] acquiring, pairs with [notify-publish].
         // Model: Models/aio_notify_gen.pml, FAULT_G_NO_MEMORY.
-        let current = notifyGeneration.load(ordering: .acquiring)
+        let current = core.notifyGeneration.load(ordering: .acquiring)
         let seen = notifyMemory.generation(forThread: currentThreadID()) ?? (current &- 1)
         // GLib cannot busy-poll: leave a poll mode a native poll left on
         // (end hooks, then a final look at the poll hooks).
@@ -150,9 +166,9 @@ extension AioContext {
         // ever to skip a dispatch after a ready prepare).
         let pollWork = (pollMode.started && leavePollMode(seen: seen)) || pollMode.anyHit
         #if AIO_FAULT_BOOL_FLAG
-        notifyMe.store(1, ordering: .relaxed)
+        core.notifyMe.store(1, ordering: .relaxed)
         #else
-        notifyMe.bitwiseOr(1, ordering: .sequentiallyConsistent)
+        core.notifyMe.bitwiseOr(1, ordering: .sequentiallyConsistent)
         #endif
         // [dekker-wait] (GLib edge) The RMW setting bit 0 and the generation
         // load below are sequentially consistent, as are [dekker-notify]'s RMW
@@ -167,10 +183,23 @@ extension AioContext {
             // ready, skip our check. Stop advertising at once, or every notify
             // made by the dispatch that follows would write the eventfd for a
             // GLib that is not asleep (and make the next iteration dispatch).
-            notifyMe.bitwiseAnd(~1, ordering: .releasing)
+            core.notifyMe.bitwiseAnd(~1, ordering: .releasing)
             return (ready: true, timeoutMs: 0)
         }
-        if notifyGeneration.load(ordering: .sequentiallyConsistent) != seen {
+        #if !AIO_FAULT_NESTED_SLEEP
+        if nested {
+            // A nested GLib iteration must not sleep while this thread holds
+            // ownership: other threads would wait for the whole sleep, and
+            // GLib may never wait for ownership to take it back (lock order).
+            // It polls without sleeping and returns to the dispatch, which
+            // then lets go. Model: Models/aio_nested_glib.pml (FAULT_NESTED_SLEEP
+            // sleeps holding it; FAULT_NESTED_LEND lets go and deadlocks
+            // taking it back).
+            core.notifyMe.bitwiseAnd(~1, ordering: .releasing)
+            return (ready: false, timeoutMs: 0)
+        }
+        #endif
+        if core.notifyGeneration.load(ordering: .sequentiallyConsistent) != seen {
             // Notified since this thread's last iteration: do not let GLib
             // sleep, but do not claim readiness either (a bare notify is not
             // a dispatch). GLib polls with a zero timeout and calls check.
@@ -182,19 +211,21 @@ extension AioContext {
     /// Records, for the calling (GLib) thread, the notify generation its
     /// iteration has now seen. End of check and of dispatch.
     private func rememberGeneration() {
-        notifyMemory.remember(notifyGeneration.load(ordering: .acquiring), forThread: currentThreadID())
+        notifyMemory.remember(core.notifyGeneration.load(ordering: .acquiring), forThread: currentThreadID())
     }
 
     /// GSource check: stop advertising, take our wake-up, report readiness.
     /// QEMU: `aio_ctx_check()`.
     func gsourceCheck(_ source: UnsafeMutablePointer<GSource>?, notifierReadable: Bool) -> Bool {
-        ownership.acquire()
-        defer { _ = ownership.release() }
+        // Stopping the advertisement and draining the GLib notifier need no
+        // ownership (only this GLib thread drains it), so they happen even
+        // when another thread owns the context: a deferred check leaves no
+        // readable fd behind that would spin GLib.
         // [wait-end] releasing: GLib's poll is over before we stop advertising.
         #if AIO_FAULT_BOOL_FLAG
-        notifyMe.store(0, ordering: .releasing)
+        core.notifyMe.store(0, ordering: .releasing)
         #else
-        notifyMe.bitwiseAnd(~1, ordering: .releasing)
+        core.notifyMe.bitwiseAnd(~1, ordering: .releasing)
         #endif
         #if AIO_FAULT_NO_DRAIN
         let drain = false
@@ -212,7 +243,15 @@ extension AioContext {
         // drain swallow it, and the flag stay set with the fd empty: every
         // later notify would skip its write (Models/aio_notify_gen.pml,
         // FAULT_PENDING_EARLY_CLEAR).
-        glibWakePending.store(false, ordering: .releasing)
+        core.glibWakePending.store(false, ordering: .releasing)
+        #if AIO_FAULT_GSOURCE_BLOCKING
+        ownership.acquire()
+        #else
+        // Never wait (see `gsourcePrepare`); the owner dispatches, and its
+        // release wakes GLib.
+        guard ownership.tryAcquireOrDefer() else { return false }
+        #endif
+        defer { releaseOwnership() }
         // A check that finds nothing is not followed by a dispatch: let go of
         // removed handlers here too (see `dropStalePolledNodes`).
         dropStalePolledNodes()
@@ -226,13 +265,22 @@ extension AioContext {
 
     /// GSource dispatch: run the work. QEMU: `aio_ctx_dispatch()`.
     func gsourceDispatch() {
+        #if AIO_FAULT_GSOURCE_BLOCKING
         ownership.acquire()
-        defer { _ = ownership.release() }
+        #else
+        // Another thread took the context between check and dispatch: it
+        // dispatches; its release wakes GLib (see `gsourcePrepare`).
+        guard ownership.tryAcquireOrDefer() else { return }
+        #endif
+        defer { releaseOwnership() }
         Counters.bump(stats.iterations)
         // A slot only for its ready list: nested iterations get their own.
         let slot = handlers.registeredCount.load(ordering: .relaxed) > 0
             ? waiters.takeSlot(advertise: false) : nil
-        if let slot { handlers.glibCollect(into: slot.buffers.ready) }
+        if let slot {
+            handlers.glibCollect(into: slot.buffers.ready)
+            slot.buffers.ready.epoch = glibPollEpoch
+        }
         _ = dispatchAll(readyIn: slot)
         rememberGeneration()
     }
@@ -244,7 +292,7 @@ extension AioContext {
     func gsourceFinalized() {
         attachment.withLock { current in
             if current == nil {
-                notifyMe.bitwiseAnd(~1, ordering: .relaxed)
+                core.notifyMe.bitwiseAnd(~1, ordering: .relaxed)
             }
         }
     }

@@ -28,11 +28,26 @@ final class FDHandlerNode: @unchecked Sendable {
     /// epoll's event data.
     let generation: UInt32
 
-    /// Set (under the table lock) when the node is removed or replaced.
-    /// Dispatch reads it before each callback. Relaxed: the owner re-reads
-    /// it after each callback it ran, and a removal from another thread that
-    /// races with a dispatch may lose the race (QEMU has the same window).
-    let deleted = Atomic<Bool>(false)
+    /// `deleted` (set under the table lock when the node is removed or
+    /// replaced), `waited` (a remover on another thread sleeps until the
+    /// running callbacks end) and, from bit 2 up, how many of its callbacks
+    /// are running (nested dispatches count twice).
+    ///
+    /// A dispatch claims the node (adds `runningUnit`) before each callback
+    /// and skips the callback if `deleted` was already set; a remover sets
+    /// `deleted` and then, unless it runs the callback itself, waits for the
+    /// count to drop to 0. Both are RMWs on this one word, so either the
+    /// claim sees `deleted`, or the remover sees the claim and waits: no
+    /// callback starts after `removeHandler` returned.
+    /// Model: Models/aio_fd_dispatch.pml, FAULT_CALLBACK_AFTER_REMOVE.
+    let state = Atomic<UInt32>(0)
+    static let deletedBit: UInt32 = 1
+    static let waitedBit: UInt32 = 2
+    static let runningUnit: UInt32 = 4
+
+    /// The context's dispatch epoch when a callback of this node last
+    /// started. Owner-only. See `ReadyList.epoch`.
+    var dispatchedAt: UInt64 = 0
 
     /// Position in the table's `active` array. Protected by the table lock.
     var index = -1
@@ -86,7 +101,7 @@ final class FDHandlerNode: @unchecked Sendable {
         (read != nil ? Int16(POLLIN) : 0) | (write != nil ? Int16(POLLOUT) : 0)
     }
 
-    var isDeleted: Bool { deleted.load(ordering: .relaxed) }
+    var isDeleted: Bool { state.load(ordering: .relaxed) & Self.deletedBit != 0 }
 }
 
 /// Readiness bits, as QEMU maps them: read runs on IN|HUP|ERR, write on OUT|ERR.
@@ -141,23 +156,25 @@ extension AioContext {
             throw .badDescriptor(fd: fd, reason: "not an open descriptor")
         }
         let polled = poll != nil && pollReady != nil
-        handlers.set(fd: fd, name: name ?? "fd \(fd)", read: read, write: write,
-                     poll: polled ? poll : nil, pollReady: pollReady,
-                     pollBegin: polled ? pollBegin : nil, pollEnd: polled ? pollEnd : nil)
+        let replaced = handlers.set(fd: fd, name: name ?? "fd \(fd)", read: read, write: write,
+                                    poll: polled ? poll : nil, pollReady: pollReady,
+                                    pollBegin: polled ? pollBegin : nil, pollEnd: polled ? pollEnd : nil)
         notify()
+        if let replaced { waitForCallbacks(of: replaced) }
     }
 
     /// Removes the handler for `fd`, if any. Same threading rules as
     /// ``setHandler(for:name:read:write:poll:pollReady:pollBegin:pollEnd:)``.
     /// QEMU: `aio_set_fd_handler()` with every callback NULL.
     public func removeHandler(for fd: Int32) {
-        if handlers.remove(fd: fd) {
+        if let removed = handlers.remove(fd: fd) {
+            waitForCallbacks(of: removed)
             // If no poll is running, let go of the node now rather than at
             // the next poll (there may be none): its callbacks may capture
             // the context.
             if ownership.tryAcquire() {
                 dropStalePolledNodes()
-                _ = ownership.release()
+                releaseOwnership()
             }
             notify()
         }
@@ -200,14 +217,28 @@ extension AioContext {
     /// Which fd monitor the native poll uses now. Thread-safe.
     public var fdMonitorKind: FDMonitorKind { handlers.monitorKind }
 
-    /// Runs the handlers in `ready`, re-checking "deleted" before each callback.
-    /// Returns progress. Owner-only.
+    /// Runs the handlers in `ready`: each readiness at most once, and no
+    /// callback of a handler removed before it starts. Returns progress.
+    /// Owner-only.
     func dispatchHandlers(_ ready: borrowing ReadyList) -> Bool {
         var progress = false
         for i in 0..<ready.count {
             let node = ready.nodes[i]
-            let revents = ready.revents[i]
+            var revents = ready.revents[i]
             if node.isDeleted { continue }
+            #if !AIO_FAULT_STALE_READINESS
+            if node.dispatchedAt > ready.epoch {
+                // Dispatched (by another driver, or a nested poll) since this
+                // poll looked: what it saw may be consumed. Look again now,
+                // under ownership. Model: Models/aio_fd_dispatch.pml,
+                // FAULT_STALE_READINESS.
+                revents = Posix.pollNow(fd: node.fd, events: node.pollEvents)
+                if revents == 0 { continue }
+            }
+            #endif
+            let epoch = handlerEpoch.load(ordering: .relaxed) &+ 1
+            handlerEpoch.store(epoch, ordering: .relaxed)
+            node.dispatchedAt = epoch
             if revents & Readiness.invalid != 0 {
                 dispatchInvalid(node)
                 progress = true
@@ -215,17 +246,57 @@ extension AioContext {
             }
             noteHangup(node, revents: revents)
             if revents & Readiness.forRead != 0, let read = node.read {
-                read()
-                progress = true
+                if runClaimed(node, read) { progress = true }
             }
-            // A read callback may have removed its own handler: re-check.
-            if node.isDeleted { continue }
             if revents & Readiness.forWrite != 0, let write = node.write {
-                write()
-                progress = true
+                if runClaimed(node, write) { progress = true }
             }
         }
         return progress
+    }
+
+    /// Runs one callback of `node` unless the node was removed; returns
+    /// whether it ran. See `FDHandlerNode.state`. Owner-only.
+    @inline(__always)
+    func runClaimed(_ node: FDHandlerNode, _ callback: () -> Void) -> Bool {
+        #if AIO_FAULT_CALLBACK_AFTER_REMOVE
+        // FAULT: a plain check, then the callback, with no claim a remover
+        // could see; the window is widened.
+        if node.isDeleted { return false }
+        faultWindow()
+        callback()
+        return true
+        #else
+        let before = node.state.wrappingAdd(FDHandlerNode.runningUnit, ordering: .acquiringAndReleasing).oldValue
+        if before & FDHandlerNode.deletedBit != 0 {
+            finishCallback(of: node)
+            return false
+        }
+        callback()
+        finishCallback(of: node)
+        return true
+        #endif
+    }
+
+    @inline(__always)
+    private func finishCallback(of node: FDHandlerNode) {
+        let before = node.state.wrappingSubtract(FDHandlerNode.runningUnit, ordering: .acquiringAndReleasing).oldValue
+        if before & FDHandlerNode.waitedBit != 0 && before < 2 * FDHandlerNode.runningUnit {
+            handlers.callbacksEnded()
+        }
+    }
+
+    /// After `node` was unlinked: unless the calling thread owns the context
+    /// (then a running callback of the node is on its own stack), wait until
+    /// no callback of the node runs. No new one can start: `deleted` is set.
+    func waitForCallbacks(of node: FDHandlerNode) {
+        if ownership.isHeldByCurrentThread { return }
+        #if AIO_FAULT_CALLBACK_AFTER_REMOVE
+        return
+        #else
+        if node.state.load(ordering: .acquiring) < FDHandlerNode.runningUnit { return }
+        handlers.waitUntilIdle(node)
+        #endif
     }
 
     /// POLLNVAL: the fd was closed behind our back. The callbacks run once, as
@@ -234,8 +305,8 @@ extension AioContext {
     private func dispatchInvalid(_ node: FDHandlerNode) {
         handlers.markInvalid(node)
         warn("AioContext '\(name)': handler '\(node.name)' on fd \(node.fd) reports POLLNVAL (the descriptor was closed while registered); its callbacks run once as for an error and it is no longer polled. Remove the handler before closing its descriptor.")
-        node.read?()
-        if !node.isDeleted { node.write?() }
+        if let read = node.read { _ = runClaimed(node, read) }
+        if let write = node.write { _ = runClaimed(node, write) }
     }
 
     /// A handler that sees POLLHUP/POLLERR on every pass and keeps its fd

@@ -66,14 +66,17 @@ final class HandlerTable: @unchecked Sendable {
 
     func set(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
              poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?,
-             pollBegin: (@Sendable () -> Void)? = nil, pollEnd: (@Sendable () -> Void)? = nil) {
+             pollBegin: (@Sendable () -> Void)? = nil, pollEnd: (@Sendable () -> Void)? = nil) -> FDHandlerNode? {
         // Warnings go out after unlocking: the warning handler is user code
         // and may call back into the table.
+        var replaced: FDHandlerNode? = nil
         let warning: String? = withLock {
-            setLocked(fd: fd, name: name, read: read, write: write, poll: poll, pollReady: pollReady,
-                      pollBegin: pollBegin, pollEnd: pollEnd)
+            replaced = byFD[fd]
+            return setLocked(fd: fd, name: name, read: read, write: write, poll: poll, pollReady: pollReady,
+                             pollBegin: pollBegin, pollEnd: pollEnd)
         }
         if let warning { owner.warn(warning) }
+        return replaced
     }
 
     private func setLocked(fd: Int32, name: String, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
@@ -112,19 +115,45 @@ final class HandlerTable: @unchecked Sendable {
         return warning
     }
 
-    func remove(fd: Int32) -> Bool {
+    /// Unlinks the handler of `fd`; returns its node (for the caller to wait
+    /// for its running callbacks outside the lock), nil if there was none.
+    func remove(fd: Int32) -> FDHandlerNode? {
         lock.lock()
         defer { lock.unlock() }
-        guard let node = byFD[fd] else { return false }
+        guard let node = byFD[fd] else { return nil }
         unlink(node)
         byFD[fd] = nil
         registeredCount.store(active.count, ordering: .relaxed)
-        return true
+        return node
+    }
+
+    /// Where removers wait for a node's running callbacks to end.
+    private let idleMutex = PThreadMutex()
+    private let idleCondition = PThreadCondition()
+
+    /// Sleeps until no callback of `node` (already marked deleted) runs.
+    func waitUntilIdle(_ node: FDHandlerNode) {
+        idleMutex.lock()
+        defer { idleMutex.unlock() }
+        // Set `waited` under the mutex, and read the count in the same RMW:
+        // a callback that ends after it sees `waited` and broadcasts under
+        // the mutex, so after we sleep.
+        while node.state.bitwiseOr(FDHandlerNode.waitedBit, ordering: .acquiringAndReleasing).oldValue
+                >= FDHandlerNode.runningUnit {
+            idleCondition.wait(idleMutex)
+        }
+    }
+
+    /// A callback of a node with `waited` set ended with none left running.
+    func callbacksEnded() {
+        idleMutex.lock()
+        idleCondition.broadcast()
+        idleMutex.unlock()
     }
 
     /// Takes `node` out of every structure and marks it deleted. Under `lock`.
     private func unlink(_ node: FDHandlerNode) {
-        node.deleted.store(true, ordering: .relaxed)
+        node.state.bitwiseOr(FDHandlerNode.deletedBit, ordering: .acquiringAndReleasing)
         if node.isPolled, let i = polled.firstIndex(where: { $0 === node }) {
             polled.remove(at: i)
             polledVersion.wrappingAdd(1, ordering: .relaxed)

@@ -35,6 +35,11 @@ final class PollBuffers {
 final class ReadyList {
     var nodes: [FDHandlerNode] = []
     var revents: [Int16] = []
+    /// The context's handler-dispatch epoch read before the poll that filled
+    /// the list looked at the fds: a node dispatched after it (its
+    /// `dispatchedAt` is larger) may have consumed what the poll saw, so its
+    /// readiness is re-checked before the callback (dispatch once).
+    var epoch: UInt64 = 0
     var count: Int { nodes.count }
 
     init() {

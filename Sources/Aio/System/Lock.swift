@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// A pthread mutex at a stable address.
 ///
@@ -62,10 +63,40 @@ final class Locked<Value>: @unchecked Sendable {
     }
 }
 
-/// The calling thread's pthread identity as an integer (never 0 for a live thread).
+/// The calling thread's identity: a token taken from a process-wide counter
+/// the first time the thread asks, and never given to another thread (never
+/// 0). Unlike `pthread_self()`, which glibc hands to the next new thread once
+/// a thread is joined, a token cannot make a new thread pass a dead thread's
+/// home-thread or ownership checks. Stored in a pthread key with no
+/// destructor (it is an integer, nothing to free).
+/// Model: Models/aio_thread_identity.pml (RECYCLED_KEYS shows why the notify
+/// memory would survive recycled ids; ownership and home checks would not).
 @inline(__always)
 func currentThreadID() -> UInt {
-    UInt(bitPattern: Int(bitPattern: UInt(pthread_self())))
+    if let stored = pthread_getspecific(ThreadToken.key) {
+        return UInt(bitPattern: stored)
+    }
+    return ThreadToken.assign()
+}
+
+enum ThreadToken {
+    /// The key under which each thread keeps its token.
+    static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key, nil)
+        precondition(rc == 0, "AioContext: pthread_key_create for thread tokens failed: \(rc)")
+        return key
+    }()
+    /// The last token handed out. 2^64 threads before it wraps.
+    private static let last = Atomic<UInt>(0)
+
+    @inline(never)
+    static func assign() -> UInt {
+        let token = last.wrappingAdd(1, ordering: .relaxed).newValue
+        let rc = pthread_setspecific(key, UnsafeRawPointer(bitPattern: token))
+        precondition(rc == 0, "AioContext: pthread_setspecific for a thread token failed: \(rc)")
+        return token
+    }
 }
 
 /// A pthread condition variable on CLOCK_MONOTONIC, used with a

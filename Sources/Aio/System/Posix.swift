@@ -40,6 +40,17 @@ enum Posix {
     static func isOpen(fd: Int32) -> Bool {
         fd >= 0 && fcntl(fd, F_GETFD) != -1
     }
+
+    /// The fd's readiness right now (poll(2) with a zero timeout): revents,
+    /// 0 if none. EINTR is retried; any other failure reads as POLLNVAL.
+    static func pollNow(fd: Int32, events: Int16) -> Int16 {
+        var entry = pollfd(fd: fd, events: events, revents: 0)
+        while true {
+            let rc = Glibc.poll(&entry, 1, 0)
+            if rc >= 0 { return rc == 0 ? 0 : entry.revents }
+            if errno != EINTR { return Int16(POLLNVAL) }
+        }
+    }
 }
 
 /// eventfd(2) wrappers. QEMU: `util/event_notifier-posix.c`.
