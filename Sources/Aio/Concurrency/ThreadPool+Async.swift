@@ -18,9 +18,12 @@ extension ThreadPool {
             try await withCheckedThrowingContinuation { continuation in
                 once.install(continuation)
                 let submitOnContext: @Sendable () -> Void = { [self] in
-                    if once.isResolved { return }  // cancelled before submission
-                    let request = submit(body) { result in once.resolve(result) }
-                    slot.store(request)
+                    // Decided under the slot's lock: either the cancellation
+                    // comes first and nothing is submitted, or the request
+                    // exists and its state decides the outcome.
+                    slot.submitUnlessCancelled {
+                        submit(body) { result in once.resolve(result) }
+                    }
                 }
                 if context.isOwnedByCurrentThread {
                     submitOnContext()
@@ -29,9 +32,9 @@ extension ThreadPool {
                 }
             }
         } onCancel: {
-            // Queued: the pool delivers CancellationError through the
-            // completion. Not submitted yet: resolve here; the submission
-            // then sees it and does nothing (or cancels what it submitted).
+            // Submitted: the request's state decides (queued: the pool
+            // delivers CancellationError; running or done: the result).
+            // Not submitted: it never will be; resolve here.
             if !slot.cancel() { once.cancel() }
         }
     }
@@ -44,18 +47,17 @@ final class RequestSlot: @unchecked Sendable {
     private var cancelled = false
     private let lock = PThreadMutex()
 
-    /// Stores the submitted request; cancels it if the task was cancelled
-    /// in the meantime.
-    func store(_ request: ThreadPoolRequest) {
-        let cancelNow = lock.withLock {
-            self.request = request
-            return cancelled
+    /// Submits (through `make`) unless the task was cancelled first, under
+    /// the lock `cancel` takes, so the two cannot interleave.
+    func submitUnlessCancelled(_ make: () -> ThreadPoolRequest) {
+        lock.withLock {
+            if cancelled { return }
+            request = make()
         }
-        if cancelNow { request.cancel() }
     }
 
     /// Marks the slot cancelled and cancels the request if there is one.
-    /// Returns whether there was one.
+    /// Returns whether there was one (if not, none will be submitted).
     func cancel() -> Bool {
         let request: ThreadPoolRequest? = lock.withLock {
             cancelled = true

@@ -81,9 +81,9 @@ final class NotifyCore: @unchecked Sendable {
     let stats = Counters()
 
 
-    init() throws(AioError) {
+    init(contextName: String) throws(AioError) {
         glibNotifier = try EventNotifier()
-        waiters = try WaiterRegistry()
+        waiters = try WaiterRegistry(contextName: contextName)
         #if AIO_FAULT_SHARED_FD
         waiters.sharedNotifier = glibNotifier
         #endif
@@ -249,7 +249,11 @@ final class WaiterRegistry: @unchecked Sendable {
     var sharedNotifier: EventNotifier?
     #endif
 
-    init() throws(AioError) {
+    /// For traps.
+    let contextName: String
+
+    init(contextName: String) throws(AioError) {
+        self.contextName = contextName
         // One slot up front covers the usual single poller without a syscall
         // in the poll path.
         free.append(try WaitSlot())
@@ -274,7 +278,7 @@ final class WaiterRegistry: @unchecked Sendable {
             do {
                 slot = try WaitSlot()
             } catch {
-                fatalError("AioContext: cannot create a wake-up eventfd for another concurrent poll: \(error)")
+                fatalError("AioContext '\(contextName)': cannot create a wake-up eventfd for another thread polling it at the same time (\(error)). Each thread that polls a context concurrently needs its own eventfd; raise the descriptor limit (ulimit -n) or poll the context from fewer threads at once.")
             }
         }
         if advertise { advertised.append(slot) }

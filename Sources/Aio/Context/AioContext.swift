@@ -81,7 +81,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     let handlers = HandlerTable()
 
     /// One timer list per clock, indexed by `AioClock.rawValue`. Thread-safe.
-    let timerLists: [TimerList] = AioClock.allCases.map { TimerList(clock: $0) }
+    let timerLists: [TimerList]
 
     /// Armed timers over every clock. Thread-safe.
     let armedTimers = ArmedTimers()
@@ -117,7 +117,8 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// Throws if the kernel refuses its eventfds. QEMU: `aio_context_new()`.
     public init(name: String = "aio") throws(AioError) {
         self.name = name
-        self.core = try NotifyCore()
+        self.core = try NotifyCore(contextName: name)
+        self.timerLists = AioClock.allCases.map { TimerList(clock: $0, contextName: name) }
         self.homeThread = Atomic(currentThreadID())
         self.virtualClock = VirtualClock(contextName: name)
         // Back-references for the parts that need the context; each is owned

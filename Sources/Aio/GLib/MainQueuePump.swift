@@ -171,8 +171,18 @@ private func pumpPrepare(_ source: UnsafeMutablePointer<GSource>?,
     let wanted: Int32 = MainQueuePump.isMainThread ? 1 : 0
     if pump.pointee.armed != wanted {
         pump.pointee.armed = wanted
-        g_source_modify_unix_fd(source, pump.pointee.fd_tag,
-                                wanted == 1 ? G_IO_IN : GIOCondition(rawValue: 0))
+        // Out of the poll set altogether on other threads (not registered
+        // with an empty event mask): added back when the main thread iterates.
+        if wanted == 1 {
+            if let entry = try? DispatchMainQueue.entryPoints(), case let fd = entry.handle(), fd >= 0 {
+                pump.pointee.fd_tag = g_source_add_unix_fd(source, fd, G_IO_IN)
+            } else {
+                pump.pointee.armed = 0
+            }
+        } else if let tag = pump.pointee.fd_tag {
+            g_source_remove_unix_fd(source, tag)
+            pump.pointee.fd_tag = nil
+        }
     }
     timeout?.pointee = -1
     return AIO_SHIM_FALSE
@@ -180,8 +190,10 @@ private func pumpPrepare(_ source: UnsafeMutablePointer<GSource>?,
 
 private func pumpCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolean {
     let pump = pumpSource(source)
-    guard pump.pointee.armed == 1, MainQueuePump.isMainThread else { return AIO_SHIM_FALSE }
-    let revents = g_source_query_unix_fd(source, pump.pointee.fd_tag)
+    guard pump.pointee.armed == 1, MainQueuePump.isMainThread, let tag = pump.pointee.fd_tag else {
+        return AIO_SHIM_FALSE
+    }
+    let revents = g_source_query_unix_fd(source, tag)
     return revents.rawValue & G_IO_IN.rawValue != 0 ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
 }
 

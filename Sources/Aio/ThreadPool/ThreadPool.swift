@@ -17,8 +17,8 @@ import Synchronization
 ///
 /// QEMU: `ThreadPoolAio` (`util/thread-pool.c`).
 public final class ThreadPool: @unchecked Sendable {
-    // @unchecked Sendable: fields under `lock` are marked; `outstanding`, the
-    // BHs and `isShutDown` are touched only on the context's thread.
+    // @unchecked Sendable: fields under `lock` are marked; the BHs are set
+    // once in init.
 
     // SAFETY: the context owns its pool and outlives it.
     unowned(unsafe) let context: AioContext
@@ -38,11 +38,14 @@ public final class ThreadPool: @unchecked Sendable {
     private var idleTimeoutNs: Int64 = 10_000_000_000
     private var stopping = false
 
-    /// Context thread only: submitted requests whose completion has not run.
+    /// Under `lock`: submitted requests whose completion has not run. Under
+    /// the lock, not owner-only: the home thread may submit while another
+    /// thread owns the context and runs the completion BH.
     private var outstanding: [ThreadPoolRequest] = []
     private var completionBH: BottomHalf!
     private var spawnBH: BottomHalf!
-    /// Set when shutdown() starts: later submissions are cancelled at once.
+    /// Under `lock`. Set when shutdown() starts: later submissions are
+    /// cancelled at once.
     private var isShuttingDown = false
 
     init(context: AioContext) {
@@ -93,7 +96,7 @@ public final class ThreadPool: @unchecked Sendable {
     public var workerCount: Int { lock.withLock { threadCount + pendingSpawns } }
 
     /// Requests submitted whose completion has not run yet. Context thread only.
-    public var outstandingCount: Int { outstanding.count }
+    public var outstandingCount: Int { lock.withLock { outstanding.count } }
 
     // MARK: Submitting
 
@@ -109,23 +112,23 @@ public final class ThreadPool: @unchecked Sendable {
     ) -> ThreadPoolRequest {
         context.checkOnContextThread("ThreadPool.submit")
         let request = TypedRequest(pool: self, work: work, completion: completion)
-        outstanding.append(request)
-        if isShuttingDown {
-            // During or after shutdown (e.g. from a completion that shutdown
-            // delivers): cancelled, and delivered like any other.
-            request.state.store(RequestState.cancelled.rawValue, ordering: .releasing)
-            completionBH.schedule()
-            return request
-        }
-        let spawn: Bool = lock.withLock {
+        let (spawn, shuttingDown): (Bool, Bool) = lock.withLock {
+            outstanding.append(request)
+            if isShuttingDown {
+                // During or after shutdown (e.g. from a completion that
+                // shutdown delivers): cancelled, and delivered like any other.
+                request.state.store(RequestState.cancelled.rawValue, ordering: .releasing)
+                return (false, true)
+            }
             queue.append(request)
             workAvailable.signal()
             if idleCount == 0 && threadCount + pendingSpawns < maxThreads {
                 pendingSpawns += 1
-                return true
+                return (true, false)
             }
-            return false
+            return (false, false)
         }
+        if shuttingDown { completionBH.schedule() }
         if spawn { spawnBH.schedule() }
         return request
     }
@@ -146,9 +149,9 @@ public final class ThreadPool: @unchecked Sendable {
     /// Context thread only.
     public func shutdown() {
         context.checkOnContextThread("ThreadPool.shutdown")
-        if isShuttingDown { return }
-        isShuttingDown = true
-        let cancelled: Bool = lock.withLock {
+        let cancelled: Bool? = lock.withLock {
+            if isShuttingDown { return nil }
+            isShuttingDown = true
             stopping = true
             var any = false
             while let request = popLocked() {
@@ -158,8 +161,9 @@ public final class ThreadPool: @unchecked Sendable {
             workAvailable.broadcast()
             return any
         }
+        guard let cancelled else { return }
         if cancelled { completionBH.schedule() }
-        while !outstanding.isEmpty {
+        while lock.withLock({ !outstanding.isEmpty }) {
             context.poll(blocking: true)
         }
         lock.withLock {
@@ -173,8 +177,9 @@ public final class ThreadPool: @unchecked Sendable {
     /// Context teardown: trap if work is in flight, else stop idle workers
     /// and delete the pool's BHs.
     func tearDown() {
-        if !outstanding.isEmpty {
-            fatalError("AioContext '\(context.name)' torn down with \(outstanding.count) thread-pool request(s) in flight; call threadPool.shutdown() first, which completes or cancels each one")
+        let inFlight = lock.withLock { outstanding.count }
+        if inFlight > 0 {
+            fatalError("AioContext '\(context.name)' torn down with \(inFlight) thread-pool request(s) in flight; call threadPool.shutdown() first, which completes or cancels each one")
         }
         lock.withLock {
             stopping = true
@@ -280,21 +285,25 @@ public final class ThreadPool: @unchecked Sendable {
     /// nested poll still lets the others complete, and restarts its scan after
     /// each one. QEMU: `thread_pool_completion_bh()`.
     private func completionPass() {
-        var i = 0
-        while i < outstanding.count {
-            let request = outstanding[i]
-            // [pool-done] acquiring: pairs with the releasing store of the
-            // state; the result is read only after the state says done.
-            let state = request.state.load(ordering: .acquiring)
-            guard state == RequestState.done.rawValue || state == RequestState.cancelled.rawValue else {
-                i += 1
-                continue
-            }
-            outstanding.remove(at: i)
+        while let (request, state) = takeFinished() {
             completionBH.schedule()
             request.deliver(cancelled: state == RequestState.cancelled.rawValue)
             completionBH.cancel()
-            i = 0
+        }
+    }
+
+    /// Removes and returns the oldest finished request, if any.
+    private func takeFinished() -> (ThreadPoolRequest, UInt8)? {
+        lock.withLock {
+            for i in outstanding.indices {
+                // [pool-done] acquiring: pairs with the releasing store of the
+                // state; the result is read only after the state says done.
+                let state = outstanding[i].state.load(ordering: .acquiring)
+                if state == RequestState.done.rawValue || state == RequestState.cancelled.rawValue {
+                    return (outstanding.remove(at: i), state)
+                }
+            }
+            return nil
         }
     }
 }
@@ -310,9 +319,9 @@ public class ThreadPoolRequest: @unchecked Sendable {
     // worker before `state` becomes done (release) and read by the context
     // thread after it sees done (acquire).
 
-    // SAFETY: a request is only touched through its pool while queued, and a
-    // context cannot be torn down while its pool has requests in flight.
-    unowned(unsafe) let pool: ThreadPool
+    /// Held strongly, so that `cancel()` is safe after the context and its
+    /// pool are gone (it then finds the request finished and does nothing).
+    let pool: ThreadPool
     let state = Atomic<UInt8>(RequestState.queued.rawValue)
     /// Set instead of running when no worker could be started.
     var failure: (any Error)?

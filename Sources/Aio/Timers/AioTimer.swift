@@ -26,6 +26,10 @@ public final class AioTimer: @unchecked Sendable, CustomStringConvertible {
     var heapIndex = -1
     /// The list's arming serial when last armed. Under `list`'s lock.
     var armSerial: UInt64 = 0
+    /// The thread running the callback now, 0 if none. Under `list`'s lock.
+    var runningThread: UInt = 0
+    /// Cancels waiting for the callback to end. Under `list`'s lock.
+    var cancelWaiters = 0
 
     init(name: String, clock: AioClock, list: TimerList, callback: @escaping @Sendable (AioTimer) -> Void) {
         self.name = name
@@ -48,10 +52,15 @@ public final class AioTimer: @unchecked Sendable, CustomStringConvertible {
         list.arm(self, afterNs: duration.nanoseconds)
     }
 
-    /// Disarms the timer; does nothing if it is not armed. A callback already
-    /// running is not interrupted. QEMU: `timer_del()`.
+    /// Disarms the timer; does nothing if it is not armed.
+    ///
+    /// After it returns no callback starts (until the timer is armed again):
+    /// called from another thread while the callback runs, it waits for the
+    /// callback to end and disarms again, so a callback that re-arms itself
+    /// cannot outlive the cancel. Called from the callback itself, it only
+    /// disarms. QEMU: `timer_del()`.
     public func cancel() {
-        list.disarm(self)
+        list.cancel(self)
     }
 
     /// Whether the timer is armed and has not fired yet. QEMU: `timer_pending()`.

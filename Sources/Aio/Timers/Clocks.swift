@@ -21,12 +21,24 @@ public struct AioInstant: Comparable, Hashable, Sendable, CustomStringConvertibl
 
     public static func < (a: AioInstant, b: AioInstant) -> Bool { a.nanoseconds < b.nanoseconds }
 
+    /// Saturates at Int64's range: `now + .seconds(Int64.max)` is the far
+    /// future ("until cancelled"), never a wrapped past.
     public static func + (a: AioInstant, d: Duration) -> AioInstant {
-        AioInstant(nanoseconds: a.nanoseconds &+ d.nanoseconds)
+        AioInstant(nanoseconds: saturatingAdd(a.nanoseconds, d.nanoseconds))
     }
 
+    /// Saturates at Int64's range.
+    public static func - (a: AioInstant, d: Duration) -> AioInstant {
+        let ns = d.nanoseconds
+        return AioInstant(nanoseconds: ns == .min ? saturatingAdd(saturatingAdd(a.nanoseconds, .max), 1)
+                                                  : saturatingAdd(a.nanoseconds, -ns))
+    }
+
+    /// Saturates at Int64's range.
     public static func - (a: AioInstant, b: AioInstant) -> Duration {
-        .nanoseconds(a.nanoseconds &- b.nanoseconds)
+        let (ns, overflow) = a.nanoseconds.subtractingReportingOverflow(b.nanoseconds)
+        if overflow { return .nanoseconds(b.nanoseconds < 0 ? Int64.max : Int64.min) }
+        return .nanoseconds(ns)
     }
 
     public var description: String { "\(nanoseconds) ns" }
@@ -38,8 +50,16 @@ extension Duration {
         let (seconds, attoseconds) = components
         let (ns, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }
-        return ns &+ attoseconds / 1_000_000_000
+        return saturatingAdd(ns, attoseconds / 1_000_000_000)
     }
+}
+
+/// `a + b`, clamped to Int64's range instead of wrapping.
+@inline(__always)
+func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    if !overflow { return sum }
+    return b > 0 ? .max : .min
 }
 
 /// A context's virtual clock: it starts at 0 and moves only through
@@ -65,15 +85,31 @@ public final class VirtualClock: Sendable {
         let ns = duration.nanoseconds
         precondition(ns >= 0, "VirtualClock of AioContext '\(contextName)': advance(by:) with a negative duration; the clock never goes back")
         // Releasing: a poll that reads the new time also sees what the
-        // advancing thread wrote before.
-        nowNs.wrappingAdd(ns, ordering: .releasing)
+        // advancing thread wrote before. Saturating: the clock stops at the
+        // end of time rather than wrapping into the past.
+        var old = nowNs.load(ordering: .relaxed)
+        while true {
+            let (exchanged, current) = nowNs.compareExchange(
+                expected: old, desired: saturatingAdd(old, ns),
+                successOrdering: .releasing, failureOrdering: .relaxed)
+            if exchanged { break }
+            old = current
+        }
         link.notify()
     }
 
     /// Sets the clock to `instant`, which must not be in its past.
     public func set(to instant: AioInstant) {
-        let old = nowNs.exchange(instant.nanoseconds, ordering: .releasing)
-        precondition(instant.nanoseconds >= old, "VirtualClock of AioContext '\(contextName)': set(to:) into the past (\(instant) < \(old) ns)")
+        var old = nowNs.load(ordering: .relaxed)
+        while true {
+            // Checked before the store: a trapping call leaves the clock as it was.
+            precondition(instant.nanoseconds >= old, "VirtualClock of AioContext '\(contextName)': set(to:) into the past (\(instant) < \(old) ns); the clock never goes back")
+            let (exchanged, current) = nowNs.compareExchange(
+                expected: old, desired: instant.nanoseconds,
+                successOrdering: .releasing, failureOrdering: .relaxed)
+            if exchanged { break }
+            old = current
+        }
         link.notify()
     }
 }

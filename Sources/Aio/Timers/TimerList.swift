@@ -32,8 +32,12 @@ final class TimerList: @unchecked Sendable {
     /// through the context. Set once by the context's init.
     var virtualClock: VirtualClock?
 
-    init(clock: AioClock) {
+    /// The context's name, for traps.
+    let contextName: String
+
+    init(clock: AioClock, contextName: String) {
         self.clock = clock
+        self.contextName = contextName
     }
 
     @inline(__always) func withLock<R>(_ body: () throws -> R) rethrows -> R {
@@ -58,7 +62,7 @@ final class TimerList: @unchecked Sendable {
     func arm(_ timer: AioTimer, atNs deadline: Int64) {
         let becameFirst: Bool = withLock {
             if tornDown {
-                fatalError("AioTimer '\(timer.name)': schedule after its AioContext was torn down")
+                fatalError("AioTimer '\(timer.name)': schedule(...) after its AioContext '\(contextName)' was torn down; a timer may only be armed while its context is alive (cancel it, or stop using it, before the context goes away)")
             }
             if timer.heapIndex >= 0 { removeLocked(timer) }
             timer.expireNs = max(deadline, 0)
@@ -110,9 +114,44 @@ final class TimerList: @unchecked Sendable {
                 return progress
             }
             removeLocked(first)
+            #if AIO_FAULT_CALLBACK_AFTER_REMOVE
             lock.unlock()
+            faultWindow()
+            #else
+            // Under the lock that `cancel` takes: a cancel from another
+            // thread either disarms first or sees the callback running and
+            // waits for it (no callback starts after cancel returned).
+            first.runningThread = currentThreadID()
+            lock.unlock()
+            #endif
             first.callback(first)
             progress = true
+            #if !AIO_FAULT_CALLBACK_AFTER_REMOVE
+            lock.lock()
+            first.runningThread = 0
+            if first.cancelWaiters > 0 { callbackEnded.broadcast() }
+            lock.unlock()
+            #endif
+        }
+    }
+
+    /// Where `cancel` waits for a running callback. Used with `lock`.
+    private let callbackEnded = PThreadCondition()
+
+    /// Disarms `timer`. From a thread other than the one running its
+    /// callback, it also waits for a running callback to end, and disarms
+    /// again after it (a periodic callback re-arms itself): after it
+    /// returns, no callback starts until the timer is armed again.
+    func cancel(_ timer: AioTimer) {
+        let me = currentThreadID()
+        withLock {
+            if timer.heapIndex >= 0 { removeLocked(timer) }
+            while timer.runningThread != 0 && timer.runningThread != me {
+                timer.cancelWaiters += 1
+                callbackEnded.wait(lock)
+                timer.cancelWaiters -= 1
+                if timer.heapIndex >= 0 { removeLocked(timer) }
+            }
         }
     }
 
