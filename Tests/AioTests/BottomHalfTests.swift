@@ -82,7 +82,7 @@ struct BottomHalfTests {
         bh.cancel()
         #expect(!bh.isScheduled)
         switch driver {
-        case .native: #expect(!h.iterate(blocking: false))
+        case .native, .both: #expect(!h.iterate(blocking: false))
         case .gsource: h.drain()
         }
         #expect(data.n == 0)
@@ -101,7 +101,7 @@ struct BottomHalfTests {
         #expect(data.n == 0)
         bh.delete()
         switch driver {
-        case .native: #expect(!h.iterate(blocking: false))
+        case .native, .both: #expect(!h.iterate(blocking: false))
         case .gsource: h.drain()
         }
         #expect(data.n == 0)
@@ -118,7 +118,7 @@ struct BottomHalfTests {
         data.bh = h.ctx.makeBottomHalf(name: "callback-delete-one", bhDeleteCallback(data))
         data.bh!.schedule()
         switch driver {
-        case .native:
+        case .native, .both:
             while data.n == 0 { h.iterate(blocking: true) }
             #expect(data.n == 1)
             #expect(data.bh == nil)
@@ -148,7 +148,7 @@ struct BottomHalfTests {
         #expect(data[0].bh == nil)
         #expect(data[1].bh != nil && data[2].bh != nil && data[3].bh != nil)
         switch driver {
-        case .native:
+        case .native, .both:
             while data.contains(where: { $0.bh != nil }) { h.iterate(blocking: true) }
         case .gsource:
             h.drain()
@@ -198,7 +198,7 @@ struct BottomHalfTests {
         let bh = h.ctx.makeBottomHalf(name: "idle", bhTestCallback(data))
         bh.scheduleIdle()
         switch driver {
-        case .native:
+        case .native, .both:
             #expect(!h.iterate(blocking: false))
             #expect(data.n == 1)
             // An idle BH caps a blocking sleep at 10 ms instead of forcing 0.

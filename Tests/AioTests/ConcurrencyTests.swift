@@ -69,7 +69,7 @@ struct ConcurrencyTests {
         let actor = ContextActor(ctx: loop.ctx)
         for _ in 0..<100 {
             let (thread, owned) = await actor.probe()
-            #expect(thread == loop.loopThreadID)
+            #expect(loop.isDriver(thread))
             #expect(owned)
         }
         #expect(await actor.calls == 100)
@@ -77,7 +77,7 @@ struct ConcurrencyTests {
         // A task that prefers the context as its task executor runs there too.
         let ctx = loop.ctx
         let taskThread = await Task(executorPreference: ctx) { currentThreadID() }.value
-        #expect(taskThread == loop.loopThreadID)
+        #expect(loop.isDriver(taskThread))
 
         // Outside any job, on the loop thread (a BH), the isolation check
         // passes: assumeIsolated asks the context, which is owned there.
@@ -97,14 +97,13 @@ struct ConcurrencyTests {
         let check = OrderCheck(producers: producers)
         let remaining = Countdown(producers * perProducer)
         let done = TestEvent()
-        let loopThread = loop.loopThreadID
         let dog = loop.harness.watchdog(60, "10^5 jobs")
         var threads: [NativeThread] = []
         for p in 0..<producers {
             threads.append(try NativeThread(name: "producer \(p)") {
                 for i in 0..<perProducer {
                     Task(executorPreference: ctx) {
-                        if currentThreadID() != loopThread || !ctx.isOwnedByCurrentThread {
+                        if !loop.isDriver(currentThreadID()) || !ctx.isOwnedByCurrentThread {
                             check.offThread += 1
                         }
                         if check.last[p] != i - 1 { check.outOfOrder += 1 }
@@ -178,7 +177,7 @@ struct ConcurrencyTests {
             try await ctx.sleep(for: .milliseconds(2))
             return currentThreadID()
         }.value
-        #expect(onContext == loop.loopThreadID)
+        #expect(loop.isDriver(onContext))
 
         // A deadline in the past returns on the next pass.
         try await ctx.sleep(until: AioInstant(nanoseconds: ctx.now().nanoseconds - 1_000_000_000))
@@ -286,8 +285,8 @@ struct ConcurrencyTests {
             let worker = try await pool.run { currentThreadID() }
             return (worker, currentThreadID())
         }.value
-        #expect(onContext.0 != loop.loopThreadID)
-        #expect(onContext.1 == loop.loopThreadID)
+        #expect(!loop.isDriver(onContext.0))
+        #expect(loop.isDriver(onContext.1))
         // Many at once.
         let sum = try await withThrowingTaskGroup(of: Int.self) { group in
             for i in 1...100 { group.addTask { try await pool.run { i } } }

@@ -15,7 +15,7 @@ struct NotifyTests {
         #expect(!h.iterate(blocking: false))
         h.ctx.notify()
         switch driver {
-        case .native:
+        case .native, .both:
             // Nobody was asleep, so no fd was written; the blocking poll sees
             // `notified` and returns at once without progress.
             #expect(!h.iterate(blocking: true))
@@ -27,7 +27,9 @@ struct NotifyTests {
             #expect(!h.iterate(blocking: true))
             #expect(!h.iterate(blocking: false))
         }
-        #expect(h.ctx.statistics.eventfdWrites == 0, "nobody slept, so notify made no syscall")
+        if driver != .both {
+            #expect(h.ctx.statistics.eventfdWrites == 0, "nobody slept, so notify made no syscall")
+        }
         h.finish()
     }
 
@@ -73,7 +75,8 @@ struct NotifyTests {
         scheduler.join()
         #expect(!dog.disarm(), "the blocked iteration was not woken")
         #expect(ran.count == 1)
-        #expect(woke)
+        // Both at once: the GLib thread may be the one that runs it.
+        #expect(woke || driver == .both)
         #expect(h.ctx.statistics.eventfdWrites >= 1, "a sleeping loop is woken through its eventfd")
         bh.delete()
         h.drain()

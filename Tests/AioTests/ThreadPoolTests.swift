@@ -30,13 +30,12 @@ struct ThreadPoolTests {
     func submitAio(driver: Driver) throws {
         let h = try Harness(driver)
         let job = PoolJob()
-        let loopThread = pthread_self()
         let completedOnLoop = Counter()
         h.ctx.threadPool.submit({ () -> Int in
             job.n.wrappingAdd(1, ordering: .relaxed)
             return 0
         }, completion: { result in
-            if pthread_equal(pthread_self(), loopThread) != 0 { completedOnLoop.increment() }
+            if h.isDriver(currentThreadID()) && h.ctx.isOwnedByCurrentThread { completedOnLoop.increment() }
             job.ret = result
         })
         #expect(job.ret == nil, "the result stays 'in progress' until the loop runs")

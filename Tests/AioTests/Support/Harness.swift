@@ -1,15 +1,18 @@
-import Aio
+@testable import Aio
 import CGLibShim
 import Glibc
 import Synchronization
 import Testing
 
-/// How a scenario drives the context: natively, or through GLib with the
-/// context attached to a private GMainContext. QEMU's test-aio.c runs its
-/// scenarios both ways (`/aio/*` and `/aio-gsource/*`).
+/// How a scenario drives the context: natively, through GLib with the
+/// context attached to a private GMainContext (QEMU's test-aio.c runs its
+/// scenarios both ways, `/aio/*` and `/aio-gsource/*`), or both at once: a
+/// GLib thread iterates that GMainContext the whole time while the test
+/// thread polls natively, the configuration this library is built for.
 enum Driver: String, CaseIterable, CustomTestStringConvertible, Sendable {
     case native
     case gsource
+    case both
 
     var testDescription: String { rawValue }
 }
@@ -25,17 +28,65 @@ final class Harness: @unchecked Sendable {
     let driver: Driver
     let ctx: AioContext
     let mainContext: MainContextRef?
+    /// `.both`: the thread iterating `mainContext`, and its stop flag.
+    private var glibThread: NativeThread?
+    private let glibStopping = TestEventFlag()
+    /// `.both`: GLib iterations the GLib thread has completed.
+    let glibIterations = Counter()
+    /// `.both`: the GLib thread's id (`currentThreadID()`), 0 before it runs.
+    let glibThreadID = ThreadIDBox()
+    /// The thread that made the harness (the test's).
+    let creatorThreadID = currentThreadID()
 
-    init(_ driver: Driver, name: String = "test") throws {
+    /// `.both` and `holdsOwnership`: the test thread owns the context from
+    /// here to `finish()`, as a native owner does, so it runs the scenario
+    /// natively while the GLib thread's hooks find the context owned (and are
+    /// woken by each release: around every native sleep). Without it (a
+    /// `LoopThread`), the loop thread and the GLib thread race for each pass.
+    private let holdsOwnership: Bool
+
+    init(_ driver: Driver, name: String = "test", holdsOwnership: Bool = true) throws {
         self.driver = driver
+        self.holdsOwnership = holdsOwnership && driver == .both
         ctx = try AioContext(name: name)
-        if driver == .gsource {
-            let mc = MainContextRef(raw: g_main_context_new())
-            ctx.attach(to: mc.raw)
-            mainContext = mc
-        } else {
+        if driver == .native {
             mainContext = nil
+            return
         }
+        let mc = MainContextRef(raw: g_main_context_new())
+        ctx.attach(to: mc.raw)
+        mainContext = mc
+        if driver == .both {
+            let stopping = glibStopping
+            let iterations = glibIterations
+            let glibID = glibThreadID
+            let started = TestEvent()
+            let context = ctx
+            glibThread = try NativeThread(name: "\(name)-glib") {
+                glibID.value.store(currentThreadID(), ordering: .releasing)
+                started.signal()
+                while !stopping.isSet {
+                    // A pass that dispatched may have changed what the test
+                    // thread waits for in a native poll: wake it to look
+                    // (what AioWait.kick() does for waitWhile).
+                    if g_main_context_iteration(mc.raw, 1) != 0 { context.notify() }
+                    iterations.increment()
+                }
+            }
+            precondition(started.wait(seconds: 10), "GLib thread did not start")
+            if self.holdsOwnership { ctx.acquire() }
+        }
+    }
+
+    /// Whether callbacks may run on another thread than the test's (the
+    /// GLib thread of `.both`).
+    var hasSecondDriver: Bool { driver == .both }
+
+    /// Whether `thread` is one that drives the context: `native` (the loop
+    /// thread, or the test's), or in `.both` also the GLib thread.
+    func isDriver(_ thread: UInt, native: UInt? = nil) -> Bool {
+        if thread == (native ?? creatorThreadID) { return true }
+        return driver == .both && thread == glibThreadID.value.load(ordering: .acquiring)
     }
 
     /// One iteration: `poll(blocking:)` natively, `g_main_context_iteration`
@@ -43,7 +94,7 @@ final class Harness: @unchecked Sendable {
     @discardableResult
     func iterate(blocking: Bool) -> Bool {
         switch driver {
-        case .native:
+        case .native, .both:
             return ctx.poll(blocking: blocking)
         case .gsource:
             return g_main_context_iteration(mainContext!.raw, blocking ? 1 : 0) != 0
@@ -81,6 +132,13 @@ final class Harness: @unchecked Sendable {
 
     /// Detaches and releases the GMainContext. Call at the end of each test.
     func finish() {
+        if holdsOwnership && ctx.isOwnedByCurrentThread { ctx.release() }
+        if let thread = glibThread {
+            glibStopping.set()
+            g_main_context_wakeup(mainContext!.raw)
+            thread.join()
+            glibThread = nil
+        }
         if let mc = mainContext {
             ctx.detach()
             // Let GLib finalize the source now, on this thread.
@@ -173,4 +231,9 @@ final class Counter: Sendable {
     private let value = Atomic<Int>(0)
     func increment() { value.wrappingAdd(1, ordering: .releasing) }
     var count: Int { value.load(ordering: .acquiring) }
+}
+
+/// A thread id other threads may read.
+final class ThreadIDBox: Sendable {
+    let value = Atomic<UInt>(0)
 }

@@ -20,12 +20,12 @@ final class LoopThread: @unchecked Sendable {
     /// `alternateNative`: in GSource mode, alternate GLib iterations with
     /// native blocking polls on the same thread.
     init(_ driver: Driver, name: String = "loop", alternateNative: Bool = false) throws {
-        harness = try Harness(driver, name: name)
+        harness = try Harness(driver, name: name, holdsOwnership: false)
         let harness = self.harness
         let state = self.state
         let started = self.started
         thread = try NativeThread(name: name) {
-            if harness.driver == .native || alternateNative { harness.ctx.setHomeThread() }
+            if harness.driver != .gsource || alternateNative { harness.ctx.setHomeThread() }
             state.threadID.store(currentThreadID(), ordering: .releasing)
             started.signal()
             var native = false
@@ -43,6 +43,10 @@ final class LoopThread: @unchecked Sendable {
 
     /// The loop thread's id (`currentThreadID()`).
     var loopThreadID: UInt { state.threadID.load(ordering: .acquiring) }
+
+    /// Whether `thread` drives the context: the loop thread, or in `.both`
+    /// also the harness's GLib thread.
+    func isDriver(_ thread: UInt) -> Bool { harness.isDriver(thread, native: loopThreadID) }
 
     /// Whether the caller runs on the loop thread.
     var isLoopThread: Bool { currentThreadID() == loopThreadID }
