@@ -149,7 +149,13 @@ extension AioContext {
         // dispatches its work; when it lets go, its release sees the
         // deferral and wakes GLib (`OwnershipLock`). Meanwhile GLib runs its
         // other sources. Model: Models/aio_gsource_own.pml.
-        guard ownership.tryAcquireOrDefer() else { return (ready: false, timeoutMs: -1) }
+        //
+        // GLib then sleeps at most 1 ms, not until woken: the owner may be
+        // waiting for this GMainContext (a BH that iterates it), which GLib
+        // hands over only when its iteration ends, and the owner's release
+        // (our wake-up) cannot come before that. So while another thread
+        // owns the context, GLib iterates at most once per millisecond.
+        guard ownership.tryAcquireOrDefer() else { return (ready: false, timeoutMs: 1) }
         #endif
         defer { releaseOwnership() }
         // The GLib thread's notify memory, as in a native poll: a notify since

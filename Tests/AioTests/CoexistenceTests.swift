@@ -1,0 +1,382 @@
+@testable import Aio
+import CGLibShim
+import Glibc
+import Synchronization
+import Testing
+
+/// A GLib thread that iterates one GMainContext (blocking) until stopped,
+/// counting its iterations, and a periodic GLib timeout on the same
+/// GMainContext that counts its ticks: GLib's progress, as a user's other
+/// sources see it.
+final class GLibIterator: @unchecked Sendable {
+    // @unchecked Sendable: `thread` is written in init and by `stop` on the
+    // test thread only; the rest is immutable or atomic.
+    let mc: MainContextRef
+    let iterations = Counter()
+    let ticks = Counter()
+    let threadID = ThreadIDBox()
+    private let stopping = TestEventFlag()
+    private var thread: NativeThread?
+    private var tickSource: UnsafeMutablePointer<GSource>?
+
+    init(_ mc: MainContextRef, tickMs: UInt32 = 0, notifying ctx: AioContext? = nil) throws {
+        self.mc = mc
+        if tickMs > 0 {
+            let source = g_timeout_source_new(tickMs)!
+            g_source_set_callback(source, { data in
+                Unmanaged<Counter>.fromOpaque(data!).takeUnretainedValue().increment()
+                return 1  // G_SOURCE_CONTINUE
+            }, Unmanaged.passUnretained(ticks).toOpaque(), nil)
+            g_source_attach(source, mc.raw)
+            tickSource = source
+        }
+        let stopping = self.stopping, iterations = self.iterations, id = threadID
+        let started = TestEvent()
+        thread = try NativeThread(name: "glib-iterator") {
+            id.value.store(currentThreadID(), ordering: .releasing)
+            started.signal()
+            while !stopping.isSet {
+                if g_main_context_iteration(mc.raw, 1) != 0 { ctx?.notify() }
+                iterations.increment()
+            }
+        }
+        precondition(started.wait(seconds: 10), "GLib thread did not start")
+    }
+
+    var isCurrentThread: Bool { currentThreadID() == threadID.value.load(ordering: .acquiring) }
+
+    /// Stops and joins the thread; ends the process with a message if it
+    /// does not stop within 10 s (it is stuck: a deadlock).
+    func stop(_ what: String) {
+        stopping.set()
+        g_main_context_wakeup(mc.raw)
+        let joined = TestEvent()
+        let thread = self.thread!
+        let joiner = try! NativeThread(name: "glib-iterator-join") { thread.join(); joined.signal() }
+        if !joined.wait(seconds: 10) {
+            print("\(what): the GLib thread did not stop within 10 s (stuck in a hook?)")
+            fflush(nil)
+            _exit(1)
+        }
+        joiner.join()
+        self.thread = nil
+        if let tickSource {
+            g_source_destroy(tickSource)
+            g_source_unref(tickSource)
+            self.tickSource = nil
+        }
+    }
+}
+
+/// Runs `body` on a new thread and waits for it; ends the process with a
+/// message if it does not finish within `seconds` (a deadlock cannot be
+/// kicked).
+func runBounded(_ seconds: Double, _ what: String, _ body: @escaping @Sendable () -> Void) throws {
+    let done = TestEvent()
+    let thread = try NativeThread(name: "bounded") { body(); done.signal() }
+    if !done.wait(seconds: seconds) {
+        print("\(what) did not finish within \(seconds) s: deadlock")
+        fflush(nil)
+        _exit(1)
+    }
+    thread.join()
+}
+
+/// The configuration this library is built for: one context driven by a GLib
+/// thread (its GSource) and natively at the same time. One test per defect
+/// found in that configuration; each is bounded and fails with a message.
+@Suite("Both drivers at once: GLib thread and native owner")
+struct CoexistenceTests {
+    private static func attached(_ name: String) throws -> (AioContext, MainContextRef) {
+        let ctx = try AioContext(name: name)
+        let mc = MainContextRef(raw: g_main_context_new())
+        ctx.attach(to: mc.raw)
+        return (ctx, mc)
+    }
+
+    private static func finish(_ ctx: AioContext, _ mc: MainContextRef) {
+        ctx.detach()
+        while g_main_context_iteration(mc.raw, 0) != 0 {}
+        g_main_context_unref(mc.raw)
+    }
+
+    /// Defect 1: the GSource hooks waited for ownership while GLib held its
+    /// GMainContext; a BH run by the native owner that waits for that
+    /// GMainContext took the two in the reverse order (deadlock within 5
+    /// rounds). The hooks now only try; the BH's GLib iteration succeeds.
+    @Test("a native owner's BH that iterates the GMainContext does not deadlock with the GLib thread")
+    func ownerBHIteratesGLib() throws {
+        let (ctx, mc) = try Self.attached("lock-order")
+        let glib = try GLibIterator(mc)
+        let iterated = Counter()
+        let bh = ctx.makeBottomHalf(name: "iterates-glib") { _ in
+            // Blocks until this thread can acquire the GMainContext, then
+            // runs one iteration (it must not sleep: see the nested test).
+            g_main_context_iteration(mc.raw, 1)
+            // And the other waiting form: loop until the acquire succeeds.
+            while g_main_context_acquire(mc.raw) == 0 { sched_yield() }
+            g_main_context_release(mc.raw)
+            iterated.increment()
+        }
+        try runBounded(30, "20 rounds of an owner BH iterating the GMainContext") {
+            for _ in 0..<20 {
+                ctx.withOwnership {
+                    bh.schedule()
+                    // Owned throughout: this thread, not GLib, runs the BH.
+                    while ctx.poll(blocking: false) {}
+                }
+                usleep(1_000)
+            }
+        }
+        #expect(iterated.count == 20)
+        glib.stop("lock order")
+        bh.delete()
+        ctx.poll(blocking: false)
+        Self.finish(ctx, mc)
+    }
+
+    /// Defect 2: while a native owner is busy, the GSource's hooks waited for
+    /// ownership, so no other source of the GMainContext ran (a 10 ms
+    /// timeout ticked 0 times in 1 s). Now they report "not mine now" and the
+    /// owner's release wakes GLib to look again.
+    @Test("a busy native owner does not starve GLib's other sources, and GLib runs the context after it lets go")
+    func busyOwnerDoesNotStarveGLib() throws {
+        let (ctx, mc) = try Self.attached("starvation")
+        let glib = try GLibIterator(mc, tickMs: 10)
+        let spins = Counter()
+        let busy = ctx.makeBottomHalf(name: "busy") { bh in
+            spins.increment()
+            bh.schedule()
+        }
+        let start = nowSeconds()
+        let ticksBefore = glib.ticks.count
+        try runBounded(20, "a busy owner for 1 s") {
+            ctx.withOwnership {
+                busy.schedule()
+                while nowSeconds() - start < 1 { ctx.poll(blocking: false) }
+                busy.cancel()
+            }
+        }
+        let ticks = glib.ticks.count - ticksBefore
+        #expect(ticks >= 20, "GLib's 10 ms timeout ticked \(ticks) times in 1 s while a native owner was busy")
+        #expect(spins.count > 1000)
+        // The owner let go: GLib now runs the context's work on its own.
+        let ranOnGLib = Counter()
+        ctx.scheduleOneshot {
+            if glib.isCurrentThread { ranOnGLib.increment() }
+        }
+        let deadline = nowSeconds() + 10
+        while ranOnGLib.count == 0 && nowSeconds() < deadline { usleep(1_000) }
+        #expect(ranOnGLib.count == 1, "after the owner let go, GLib did not run the context's work")
+        glib.stop("starvation")
+        busy.delete()
+        ctx.poll(blocking: false)
+        Self.finish(ctx, mc)
+    }
+
+    /// Defect 3: one readiness observed by both polls was dispatched by both
+    /// (12 to 264 extra read callbacks that found nothing, in 2,000 bytes).
+    /// What a poll observed is now re-checked if another dispatch came first.
+    @Test("a readiness seen by the GLib thread and a native poller is dispatched once")
+    func readinessDispatchedOnce() throws {
+        let loop = try LoopThread(.both, name: "dispatch-once")
+        let pipe = Pipe()
+        let bytes = Counter(), empty = Counter()
+        try loop.ctx.setHandler(for: pipe.readFD, name: "reader", read: {
+            var b: UInt8 = 0
+            if Glibc.read(pipe.readFD, &b, 1) == 1 { bytes.increment() } else { empty.increment() }
+        })
+        let dog = loop.harness.watchdog(60, "2,000 single bytes")
+        for i in 0..<2_000 {
+            pipe.write()
+            while bytes.count <= i && !dog.hasFired { usleep(20) }
+            if dog.hasFired { break }
+            usleep(100)  // let both drivers go back to sleep
+        }
+        #expect(!dog.disarm())
+        #expect(bytes.count == 2_000)
+        #expect(empty.count == 0, "\(empty.count) read callbacks found nothing to read: a readiness was dispatched twice")
+        loop.ctx.removeHandler(for: pipe.readFD)
+        loop.stop()
+    }
+
+    /// Defect 4: a blocking GLib iteration nested in a GSource dispatch slept
+    /// while holding ownership; another thread waited the whole sleep
+    /// (300 ms). A nested iteration now does not sleep while it owns the
+    /// context.
+    @Test("a nested blocking GLib iteration inside a dispatch does not sleep holding ownership")
+    func nestedGLibIterationDoesNotSleepOwning() throws {
+        let (ctx, mc) = try Self.attached("nested")
+        // Something for GLib to wait for: a timeout 1 s away.
+        let far = g_timeout_source_new(1_000)!
+        g_source_set_callback(far, { _ in 1 }, nil, nil)
+        g_source_attach(far, mc.raw)
+        let inDispatch = TestEvent()
+        let nestedMs = Locked<Double>(-1)
+        ctx.scheduleOneshot {
+            inDispatch.signal()
+            let start = nowSeconds()
+            g_main_context_iteration(mc.raw, 1)
+            nestedMs.withLock { $0 = (nowSeconds() - start) * 1000 }
+        }
+        let waitedMs = Locked<Double>(-1)
+        let other = try NativeThread(name: "wants-ownership") {
+            guard inDispatch.wait(seconds: 10) else { return }
+            let start = nowSeconds()
+            ctx.acquire()
+            waitedMs.withLock { $0 = (nowSeconds() - start) * 1000 }
+            ctx.release()
+        }
+        try runBounded(30, "the dispatch with a nested iteration") {
+            // This thread is the GLib thread: the one-shot runs in its dispatch.
+            while nestedMs.withLock({ $0 }) < 0 { g_main_context_iteration(mc.raw, 1) }
+        }
+        other.join()
+        let nested = nestedMs.withLock { $0 }, waited = waitedMs.withLock { $0 }
+        #expect(nested < 500, "the nested iteration slept \(nested) ms while owning the context")
+        #expect(waited >= 0 && waited < 500, "another thread waited \(waited) ms for ownership")
+        g_source_destroy(far)
+        g_source_unref(far)
+        Self.finish(ctx, mc)
+    }
+
+    /// Defect 5 (handlers): a callback could start after `removeHandler`
+    /// returned on another thread (1 to 6 of 300). A running callback is now
+    /// waited for, and none starts afterwards.
+    @Test("no handler callback starts after removeHandler returned on another thread")
+    func noCallbackAfterRemoval() throws {
+        let loop = try LoopThread(.both, name: "removal")
+        let pipe = Pipe()
+        pipe.write()  // stays readable: the handler runs on every pass
+        let late = Counter()
+        let dog = loop.harness.watchdog(120, "300 removals")
+        for _ in 0..<300 {
+            let removed = TestEventFlag()
+            let ran = Counter()
+            try loop.ctx.setHandler(for: pipe.readFD, name: "level", read: {
+                if removed.isSet { late.increment() }
+                ran.increment()
+            })
+            while ran.count == 0 && !dog.hasFired { usleep(10) }
+            loop.ctx.removeHandler(for: pipe.readFD)
+            removed.set()
+            usleep(200)
+            if dog.hasFired { break }
+        }
+        #expect(!dog.disarm())
+        #expect(late.count == 0, "\(late.count) callbacks started after removeHandler returned")
+        loop.stop()
+    }
+
+    /// Defect 5 (timers): a cross-thread `cancel()` could return before a
+    /// dequeued callback started, and a periodic timer could re-arm itself
+    /// past a cancel. Now a running callback is waited for and the timer is
+    /// disarmed again after it.
+    @Test("no timer callback starts after cancel returned on another thread")
+    func noTimerCallbackAfterCancel() throws {
+        let loop = try LoopThread(.both, name: "timer-cancel")
+        let late = Counter()
+        let dog = loop.harness.watchdog(120, "300 cancels")
+        for _ in 0..<300 {
+            let cancelled = TestEventFlag()
+            let ran = Counter()
+            let timer = loop.ctx.makeTimer(name: "periodic") { timer in
+                if cancelled.isSet { late.increment() }
+                ran.increment()
+                timer.schedule(after: .microseconds(10))
+            }
+            timer.schedule(after: .zero)
+            while ran.count == 0 && !dog.hasFired { usleep(10) }
+            timer.cancel()
+            cancelled.set()
+            #expect(!timer.isPending, "a periodic timer re-armed itself past cancel()")
+            usleep(200)
+            if dog.hasFired { break }
+        }
+        #expect(!dog.disarm())
+        #expect(late.count == 0, "\(late.count) timer callbacks started after cancel() returned")
+        loop.stop()
+    }
+
+    /// Defect 6: `schedule()` published the BH and then notified through an
+    /// unowned context; the owner could run the BH, delete it and drop the
+    /// context in between (AddressSanitizer: heap-use-after-free in
+    /// `AioContext.wake`). The notify now goes through the core the BH holds.
+    @Test("schedule() racing with the owner running, deleting and dropping the context")
+    func scheduleRacesTeardown() throws {
+        for _ in 0..<200 {
+            let handoff = Locked<BottomHalf?>(nil)
+            let scheduled = TestEvent()
+            let owner = try NativeThread(name: "owner") {
+                let ctx = try! AioContext(name: "short-lived")
+                let ran = Counter()
+                let bh = ctx.makeBottomHalf(name: "self-deleting") { bh in
+                    ran.increment()
+                    bh.delete()
+                }
+                handoff.withLock { $0 = bh }
+                _ = scheduled.wait(seconds: 10)
+                while ran.count == 0 { ctx.poll(blocking: true) }
+                ctx.poll(blocking: false)  // frees the deleted BH
+                // The context goes away here, maybe while the scheduler is
+                // still inside schedule().
+            }
+            var bh: BottomHalf? = nil
+            while bh == nil { bh = handoff.withLock { $0 }; if bh == nil { sched_yield() } }
+            handoff.withLock { $0 = nil }
+            let scheduler = try NativeThread(name: "scheduler") { [bh] in
+                scheduled.signal()
+                bh!.schedule()
+            }
+            scheduler.join()
+            owner.join()
+        }
+    }
+
+    /// Defect 7: the home thread submitted to the pool while another thread
+    /// owned the context and ran the completion BH: a data race on the
+    /// pool's bookkeeping (ThreadSanitizer), crashes in debug builds, a lost
+    /// completion in release.
+    @Test("pool submissions from the home thread while another thread owns the context all complete")
+    func homeSubmitsWhileOtherOwns() throws {
+        let ctx = try AioContext(name: "pool-home")
+        let stop = TestEventFlag()
+        let owning = TestEvent()
+        let owner = try NativeThread(name: "owner") {
+            ctx.withOwnership {
+                owning.signal()
+                while !stop.isSet { ctx.poll(blocking: true) }
+            }
+        }
+        #expect(owning.wait(seconds: 10))
+        let completed = Counter()
+        let total = 3_000
+        for _ in 0..<total {
+            ctx.threadPool.submit({ 1 }, completion: { _ in completed.increment() })
+        }
+        let deadline = nowSeconds() + 60
+        while completed.count < total && nowSeconds() < deadline { usleep(1_000) }
+        #expect(completed.count == total, "\(completed.count) of \(total) completions delivered")
+        stop.set()
+        ctx.notify()
+        owner.join()
+        ctx.threadPool.shutdown()
+    }
+
+    /// Defect 8: thread identity was `pthread_self()`, which glibc gives to
+    /// the next new thread once one is joined: a new thread passed the home
+    /// check of a dead IOThread's context (5 of 5 runs).
+    @Test("a new thread never inherits a dead thread's identity")
+    func threadIdentityIsNotRecycled() throws {
+        for _ in 0..<5 {
+            let made = Locked<AioContext?>(nil)
+            let home = try NativeThread(name: "home") { made.withLock { $0 = try! AioContext(name: "orphan") } }
+            home.join()
+            let ctx = made.withLock { $0 }!
+            let isHome = Locked<Bool>(true)
+            let next = try NativeThread(name: "next") { isHome.withLock { $0 = ctx.isHomeThread } }
+            next.join()
+            #expect(!isHome.withLock { $0 }, "a new thread passed the home-thread check of a context made by a joined thread")
+        }
+    }
+}
