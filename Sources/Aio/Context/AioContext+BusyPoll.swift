@@ -247,6 +247,8 @@ extension AioContext {
             if node.isDeleted || node.inPollReady { continue }
             node.inPollReady = true
             if runClaimed(node, node.pollReady!) { progress = true }
+            // What pollReady consumed may be what a poll saw on the fd.
+            markDispatched(node)
             node.inPollReady = false
         }
         return progress

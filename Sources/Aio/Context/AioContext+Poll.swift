@@ -76,7 +76,7 @@ extension AioContext {
 
         let watchesFDs = handlers.registeredCount.load(ordering: .relaxed) > 0
         // Before any look at the fds: see `ReadyList.epoch` (dispatch once).
-        let epochBeforeLook = handlerEpoch.load(ordering: .relaxed)
+        let epochBeforeLook = handlerEpoch.load(ordering: .acquiring)
         var timeoutNs: Int64 = blocking ? computeTimeoutNs() : 0
         #if AIO_FAULT_CLEAR_AFTER
         faultWindow()

@@ -53,6 +53,12 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// looked at the fds. Written and read only by the thread that iterates
     /// the attached GMainContext (GLib lets one thread at a time).
     @exclusivity(unchecked) var glibPollEpoch: UInt64 = 0
+    /// `glibPollEpoch` of the iteration whose check last recorded the
+    /// handlers' revents: a dispatch may collect revents from an earlier
+    /// iteration's check (GLib skips check after a ready prepare), and must
+    /// compare against the epoch of the poll that saw them. Written by check
+    /// under ownership, read by dispatch under ownership.
+    @exclusivity(unchecked) var glibReventsEpoch: UInt64 = 0
 
     /// The recursive ownership lock.
     let ownership = OwnershipLock()

@@ -136,7 +136,7 @@ extension AioContext {
     func gsourcePrepare() -> (ready: Bool, timeoutMs: Int32) {
         // Before GLib looks at the fds: see `ReadyList.epoch`. GLib-thread
         // only (the thread holding the GMainContext).
-        glibPollEpoch = handlerEpoch.load(ordering: .relaxed)
+        glibPollEpoch = handlerEpoch.load(ordering: .acquiring)
         // A thread that already owned the context is inside one of its
         // dispatches (or native polls) and iterates GLib from there.
         let nested = ownership.isHeldByCurrentThread
@@ -265,6 +265,7 @@ extension AioContext {
         // earns a dispatch; so does a ready handler or a due timer.
         let handlersReady = handlers.registeredCount.load(ordering: .relaxed) > 0
             && handlers.glibCheck(source)
+        glibReventsEpoch = glibPollEpoch
         rememberGeneration()
         return bhList.hasEntries || handlersReady || timerDue()
     }
@@ -285,7 +286,7 @@ extension AioContext {
             ? waiters.takeSlot(advertise: false) : nil
         if let slot {
             handlers.glibCollect(into: slot.buffers.ready)
-            slot.buffers.ready.epoch = glibPollEpoch
+            slot.buffers.ready.epoch = glibReventsEpoch
         }
         _ = dispatchAll(readyIn: slot)
         rememberGeneration()

@@ -236,23 +236,33 @@ extension AioContext {
                 if revents == 0 { continue }
             }
             #endif
-            let epoch = handlerEpoch.load(ordering: .relaxed) &+ 1
-            handlerEpoch.store(epoch, ordering: .relaxed)
-            node.dispatchedAt = epoch
             if revents & Readiness.invalid != 0 {
                 dispatchInvalid(node)
                 progress = true
-                continue
+            } else {
+                noteHangup(node, revents: revents)
+                if revents & Readiness.forRead != 0, let read = node.read {
+                    if runClaimed(node, read) { progress = true }
+                }
+                if revents & Readiness.forWrite != 0, let write = node.write {
+                    if runClaimed(node, write) { progress = true }
+                }
             }
-            noteHangup(node, revents: revents)
-            if revents & Readiness.forRead != 0, let read = node.read {
-                if runClaimed(node, read) { progress = true }
-            }
-            if revents & Readiness.forWrite != 0, let write = node.write {
-                if runClaimed(node, write) { progress = true }
-            }
+            markDispatched(node)
         }
         return progress
+    }
+
+    /// Stamps `node` with a new dispatch epoch, after its callbacks ran: a
+    /// poll that read the epoch before this (even while the callbacks ran,
+    /// as GLib's prepare may without ownership) re-checks what it saw.
+    /// [epoch] releasing, pairs with the acquiring loads before a poll looks:
+    /// a poll that reads this epoch looks after what the callbacks consumed.
+    @inline(__always)
+    func markDispatched(_ node: FDHandlerNode) {
+        let epoch = handlerEpoch.load(ordering: .relaxed) &+ 1
+        node.dispatchedAt = epoch
+        handlerEpoch.store(epoch, ordering: .releasing)
     }
 
     /// Runs one callback of `node` unless the node was removed; returns
