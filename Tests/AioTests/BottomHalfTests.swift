@@ -255,16 +255,28 @@ struct BottomHalfTests {
         h.finish()
     }
 
-    @Test("delete from another thread before the BH runs: it never runs")
-    func deleteBeforeRunFromOtherThread() throws {
-        let h = try Harness(.native)
-        let data = BHData()
-        let bh = h.ctx.makeBottomHalf(name: "deleted-remotely", bhTestCallback(data))
-        bh.schedule()
-        let t = try NativeThread(name: "deleter") { bh.delete() }
-        t.join()
-        #expect(!h.iterate(blocking: false))
-        #expect(data.n == 0)
-        h.finish()
+    /// delete() from another thread while the loop runs (a native loop thread
+    /// and a GLib thread): each BH runs at most once (a delete racing the
+    /// dispatch may lose), and every one is freed: teardown traps on a BH
+    /// that was not.
+    @Test("delete from another thread, concurrent with the loop: at most one run, always freed")
+    func deleteConcurrentWithLoop() throws {
+        let loop = try LoopThread(.both, name: "deleter")
+        let twice = Counter(), runs = Counter()
+        for _ in 0..<1_000 {
+            let ranHere = Counter()
+            let bh = loop.ctx.makeBottomHalf(name: "deleted-remotely") { _ in
+                ranHere.increment()
+                if ranHere.count > 1 { twice.increment() }
+                runs.increment()
+            }
+            bh.schedule()
+            let t = try NativeThread(name: "deleter") { bh.delete() }
+            t.join()
+        }
+        loop.stop()
+        #expect(twice.count == 0, "\(twice.count) BHs ran twice")
+        #expect(runs.count <= 1_000)
+        print("delete racing the loop: \(runs.count) of 1000 BHs ran before their delete")
     }
 }

@@ -36,6 +36,16 @@ struct SeedScenarioTests {
             }
             ranInRound.signal()
         }
+        // GLib's progress as its other sources see it: V owns the context
+        // the whole time, and G must still iterate (its hooks never wait).
+        let ticks = Counter()
+        let tick = g_timeout_source_new(5)!
+        g_source_set_callback(tick, { data in
+            Unmanaged<Counter>.fromOpaque(data!).takeUnretainedValue().increment()
+            return 1
+        }, Unmanaged.passUnretained(ticks).toOpaque(), nil)
+        g_source_attach(tick, mc.raw)
+        let started = nowSeconds()
         let g = try NativeThread(name: "G-glib") {
             gThread.store(UInt(pthread_self()), ordering: .relaxed)
             while !stop.load(ordering: .relaxed) {
@@ -71,7 +81,15 @@ struct SeedScenarioTests {
             _exit(1)
         }
         joiner.join()
+        let seconds = nowSeconds() - started
         #expect(failure == nil, "\(failure ?? "")")
+        #expect(runsByG.count + runsByV.count == Self.rounds, "every round ran exactly once")
+        // A 5 ms timeout: at least a quarter of its ticks, however the run
+        // went (0 when GLib waited in a hook for V's ownership).
+        #expect(Double(ticks.count) >= seconds * 1000 / 5 / 4,
+                "GLib's 5 ms timeout ticked \(ticks.count) times in \(seconds) s: the GLib thread did not make progress")
+        g_source_destroy(tick)
+        g_source_unref(tick)
         print("seed 000/003: \(Self.rounds) rounds, run by G \(runsByG.count), by V \(runsByV.count); \(ctx.statistics)")
         bh.delete()
         ctx.detach()

@@ -20,6 +20,12 @@ extern void __libc_free(void *);
 #endif
 
 #ifdef AIO_SANITIZED
+int aio_test_sanitized(void) { return 1; }
+#else
+int aio_test_sanitized(void) { return 0; }
+#endif
+
+#ifdef AIO_SANITIZED
 /* The sanitizers own malloc; interposing it here would break them. */
 unsigned long aio_test_thread_allocations(void) { return (unsigned long)-1; }
 #else

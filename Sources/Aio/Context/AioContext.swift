@@ -137,8 +137,32 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
             list.virtualClock = virtualClock
         }
         setUpExecutor()
+        #if DEBUG
+        ownership.beforeWaiting = { [unowned(unsafe) self] in self.checkLockOrderBeforeWaiting() }
+        #endif
         Self.tightenTimerSlack()
     }
+
+    #if DEBUG
+    /// Debug builds: a thread about to wait for ownership must not hold the
+    /// GMainContext this context is attached to. The lock order is ownership,
+    /// then GMainContext: the owner may be waiting for that GMainContext (a
+    /// BH that iterates GLib), and then neither ever gets what it waits for.
+    /// GLib's hooks never wait (they defer); this catches user code inside a
+    /// GLib callback, and a nested native poll inside a GSource dispatch that
+    /// takes ownership back after its sleep. Called only on the contended
+    /// path. The closure is owned by the context's ownership lock, so
+    /// `unowned(unsafe)` cannot outlive the context.
+    func checkLockOrderBeforeWaiting() {
+        let held: Bool = attachment.withLock { source in
+            guard let source, let mainContext = g_source_get_context(source) else { return false }
+            return g_main_context_is_owner(mainContext) != 0
+        }
+        if held {
+            fatalError("AioContext '\(name)': lock order violation: this thread holds the GMainContext the context is attached to and waits for the context's ownership, which another thread holds. The order is ownership first, then GMainContext (the owner may be waiting for this GMainContext: a deadlock). From inside a GLib callback, schedule a BH (or scheduleOneshot) instead of taking ownership; do not block in the context's poll from inside its own GSource dispatch.")
+        }
+    }
+    #endif
 
     /// Timed waits on the home thread wake at their deadline, not up to 50 µs
     /// later (the kernel's default timer slack). QEMU does the same.

@@ -5,4 +5,7 @@
  * AllocCounter.c, whose malloc family interposes glibc's. */
 /* Returns (unsigned long)-1 when built with a sanitizer, which owns malloc. */
 unsigned long aio_test_thread_allocations(void);
+
+/* 1 when built with a sanitizer, which owns malloc: no counting then. */
+int aio_test_sanitized(void);
 #endif
