@@ -14,9 +14,26 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-all=(CLEAR_AFTER SKIP_WRITE STEAL BOOL_FLAG NOTIFY_ORDER WAIT_ORDER SHARED_FD NO_DRAIN BH_EARLY_CLEAR POLL_NO_FINAL_CHECK)
+all=(CLEAR_AFTER SKIP_WRITE STEAL BOOL_FLAG NOTIFY_ORDER WAIT_ORDER SHARED_FD NO_DRAIN BH_EARLY_CLEAR POLL_NO_FINAL_CHECK
+     GSOURCE_BLOCKING STALE_READINESS CALLBACK_AFTER_REMOVE NOTIFY_AFTER_TEARDOWN NESTED_SLEEP)
 # fault -> the test that must catch it (the rest are caught by aio-stress)
-declare -A by_test=([POLL_NO_FINAL_CHECK]=noLostEventAtTheEdge)
+declare -A by_test=(
+    [POLL_NO_FINAL_CHECK]=noLostEventAtTheEdge
+    [GSOURCE_BLOCKING]=CoexistenceTests/ownerBHIteratesGLib
+    [STALE_READINESS]=CoexistenceTests/readinessDispatchedOnce
+    [CALLBACK_AFTER_REMOVE]="CoexistenceTests/noCallbackAfterRemoval|CoexistenceTests/noTimerCallbackAfterCancel"
+    [NOTIFY_AFTER_TEARDOWN]=CoexistenceTests/scheduleRacesTeardown
+    [NESTED_SLEEP]=CoexistenceTests/nestedGLibIterationDoesNotSleepOwning
+)
+# what the catching test prints when it catches the fault
+declare -A caught_by=(
+    [POLL_NO_FINAL_CHECK]='LOST item [0-9]+'
+    [GSOURCE_BLOCKING]='did not finish within [0-9.]+ s: deadlock'
+    [STALE_READINESS]='read callbacks found nothing to read'
+    [CALLBACK_AFTER_REMOVE]='callbacks started after (removeHandler|cancel\(\)) returned'
+    [NOTIFY_AFTER_TEARDOWN]='AIO_FAULT_NOTIFY_AFTER_TEARDOWN: notify\(\) reached a context that was torn down'
+    [NESTED_SLEEP]='the nested iteration slept [0-9.]+ ms while owning the context'
+)
 faults=("$@")
 [ ${#faults[@]} -eq 0 ] && faults=("${all[@]}")
 seconds=${FAULT_SECONDS:-60}
@@ -60,7 +77,7 @@ run_test() {  # name, test filter
     rc=$?
     end=$(date +%s%N)
     took=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
-    how=$(grep -oE 'LOST item [0-9]+' "$logs/$name.out" | head -1)
+    how=$(grep -oE "${caught_by[$name]}" "$logs/$name.out" | head -1)
     if [ $rc -ne 0 ] && [ -n "$how" ]; then
         verdict="detected"
     else

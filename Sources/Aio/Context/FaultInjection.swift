@@ -15,6 +15,16 @@
 //   AIO_FAULT_NO_DRAIN          nobody drains their wake-up fd: a busy loop
 //   AIO_FAULT_BH_EARLY_CLEAR    PENDING cleared before the BH is unlinked
 //   AIO_FAULT_POLL_NO_FINAL_CHECK  leaving poll mode without a last look at the poll hooks
+//
+// The coexistence faults (one context, a GLib thread and a native owner at
+// once); each is caught by a test of CoexistenceTests and re-creates a defect
+// of the code before the fix, with its race window widened where it has one:
+//
+//   AIO_FAULT_GSOURCE_BLOCKING         GLib's hooks wait for ownership while GLib holds its GMainContext
+//   AIO_FAULT_STALE_READINESS          readiness seen by one poll is dispatched after another consumed it
+//   AIO_FAULT_CALLBACK_AFTER_REMOVE    a handler or timer callback starts after removeHandler/cancel returned
+//   AIO_FAULT_NOTIFY_AFTER_TEARDOWN    schedule() notifies through a context the owner already tore down
+//   AIO_FAULT_NESTED_SLEEP             a GLib iteration nested in a dispatch sleeps holding ownership
 import Synchronization
 
 #if AIO_FAULT_SKIP_WRITE
@@ -22,7 +32,7 @@ import Synchronization
 let faultNotified = Atomic<Bool>(false)
 #endif
 
-#if AIO_FAULT_NOTIFY_AFTER_TEARDOWN || AIO_FAULT_NOTIFY_ORDER || AIO_FAULT_WAIT_ORDER || AIO_FAULT_CLEAR_AFTER || AIO_FAULT_POLL_NO_FINAL_CHECK
+#if AIO_FAULT_NOTIFY_AFTER_TEARDOWN || AIO_FAULT_CALLBACK_AFTER_REMOVE || AIO_FAULT_NOTIFY_ORDER || AIO_FAULT_WAIT_ORDER || AIO_FAULT_CLEAR_AFTER || AIO_FAULT_POLL_NO_FINAL_CHECK
 /// Widens the race window of a reordering fault so the fault matrix sees it
 /// within a minute; in real code the same window is a few instructions wide.
 private let faultSpin = Atomic<Int>(0)

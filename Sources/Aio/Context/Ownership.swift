@@ -14,8 +14,9 @@ import Synchronization
 /// Because the release is a single exchange of that word, a hook that set
 /// `glibDeferred` while the lock was held is seen by exactly that release:
 /// there is no window in which the hook gives up and the owner has already
-/// looked. Model: Models/aio_gsource_own.pml (FAULT_NO_DEFER_WAKE: a release
-/// that ignores the bit leaves GLib asleep with work pending).
+/// looked. The wake is GLib's fast path back to the context; its safety net
+/// is that a deferred prepare lets GLib sleep at most 1 ms (see
+/// `AioContext.gsourcePrepare`). Model: Models/aio_gsource_own.pml.
 ///
 /// Lock order: ownership before any GMainContext. GLib's hooks run while GLib
 /// holds its GMainContext, so they never wait for ownership; a thread that
@@ -142,16 +143,11 @@ final class OwnershipLock: @unchecked Sendable {
                 s = now
                 continue
             }
-            #if AIO_FAULT_NO_DEFER_WAKE
-            // FAULT: the hook gives up without telling the holder.
-            return false
-            #else
             if s & Self.glibDeferred != 0 { return false }
             let (done, now) = state.compareExchange(expected: s, desired: s | Self.glibDeferred,
                                                     ordering: .relaxed)
             if done { return false }
             s = now
-            #endif
         }
     }
 
