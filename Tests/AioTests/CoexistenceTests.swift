@@ -320,7 +320,11 @@ struct CoexistenceTests {
                 }
                 handoff.withLock { $0 = bh }
                 _ = scheduled.wait(seconds: 10)
-                while ran.count == 0 { ctx.poll(blocking: true) }
+                // Spinning, not sleeping: the BH runs as soon as it is
+                // published, before the scheduler's notify (which a sleeping
+                // owner would wait for).
+                let deadline = nowSeconds() + 10
+                while ran.count == 0 && nowSeconds() < deadline { ctx.poll(blocking: false) }
                 ctx.poll(blocking: false)  // frees the deleted BH
                 // The context goes away here, maybe while the scheduler is
                 // still inside schedule().
@@ -365,6 +369,81 @@ struct CoexistenceTests {
         ctx.notify()
         owner.join()
         ctx.threadPool.shutdown()
+    }
+
+    /// A descriptor closed while registered reports POLLNVAL to both
+    /// drivers, permanently, so a re-check cannot tell it was dispatched: the
+    /// first dispatch marks the handler, and its callbacks run once.
+    @Test("a descriptor closed behind both drivers' backs: callbacks once, one warning")
+    func closedDescriptorBothDrivers() async {
+        await #expect(processExitsWith: .success) {
+            let loop = try! LoopThread(.both, name: "nval-both")
+            let log = WarningLog()
+            loop.ctx.warningHandler = { log.append($0) }
+            let pipe = Pipe()
+            // A high number, so that no descriptor made after the close (a
+            // poller's eventfd) reuses it while the handler is registered.
+            let victim = fcntl(pipe.readFD, F_DUPFD_CLOEXEC, 1000)
+            precondition(victim >= 1000)
+            let reads = Counter()
+            try! loop.ctx.setHandler(for: victim, name: "victim", read: { reads.increment() })
+            close(victim)
+            // A poll already asleep keeps the closed file and is not woken
+            // by the close: POLLNVAL shows at each driver's next poll.
+            loop.ctx.notify()
+            let deadline = nowSeconds() + 10
+            while reads.count == 0 && nowSeconds() < deadline { usleep(1_000) }
+            usleep(100_000)  // time for a second dispatch, if there were one
+            precondition(reads.count == 1, "the read callback ran \(reads.count) times")
+            precondition(log.all.count == 1, "\(log.all.count) warnings")
+            loop.ctx.removeHandler(for: victim)
+            loop.stop()
+        }
+    }
+
+    /// A timer callback parked in a nested blocking poll (which lets go of
+    /// ownership around its sleep) while the GLib thread owns the context and
+    /// cancels the timer: the cancel must not wait for the parked callback,
+    /// which needs that ownership back to finish.
+    @Test("cancel from the owner while the timer's callback sleeps in a nested poll elsewhere")
+    func cancelFromOwnerWhileCallbackNested() throws {
+        let loop = try LoopThread(.both, name: "nested-timer")
+        let ctx = loop.ctx
+        let inNested = TestEvent()
+        let cancelled = Counter(), nestedDone = Counter()
+        try runBounded(60, "20 cancels while the callback sleeps in a nested poll") {
+            for _ in 0..<20 {
+                let timer = ctx.makeTimer(name: "nests") { timer in
+                    // Only the native loop thread may sleep in a nested poll
+                    // (inside a GSource dispatch that would break the lock
+                    // order): on the GLib thread, try again.
+                    guard loop.isLoopThread else {
+                        timer.schedule(after: .zero)
+                        return
+                    }
+                    inNested.signal()
+                    // Nested: wait until the cancel happened, sleeping in
+                    // blocking polls that let go of ownership.
+                    let before = cancelled.count
+                    while cancelled.count == before { ctx.poll(blocking: true) }
+                    nestedDone.increment()
+                }
+                timer.schedule(after: .zero)
+                _ = inNested.wait(seconds: 10)
+                let round = cancelled.count
+                // Whoever owns the context now (the GLib thread, or the loop
+                // thread's nested poll) cancels it from a BH.
+                ctx.scheduleOneshot {
+                    timer.cancel()
+                    cancelled.increment()
+                }
+                while cancelled.count == round { usleep(100) }
+                ctx.notify()
+                while nestedDone.count == round { usleep(100); ctx.notify() }
+            }
+        }
+        #expect(nestedDone.count == 20)
+        loop.stop()
     }
 
     /// Defect 8: thread identity was `pthread_self()`, which glibc gives to

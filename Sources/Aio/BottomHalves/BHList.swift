@@ -109,6 +109,17 @@ final class BHList: @unchecked Sendable {
         return (false, idle)
     }
 
+    /// After the context's teardown: lets go of whatever was pushed since
+    /// (the list's retains), without running anything. Any thread.
+    func discardPending() {
+        var node = pending.exchange(nil, ordering: .acquiring)
+        while let current = node {
+            let bh = current.takeRetainedValue()
+            node = bh.next
+            bh.next = nil
+        }
+    }
+
     /// Whether anything at all waits in the stack or the queue (including
     /// deleted or cancelled BHs that only need freeing). Owner-only.
     var hasEntries: Bool {

@@ -137,6 +137,30 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
         return f & BHFlags.scheduled != 0 && f & BHFlags.deleted == 0
     }
 
+    /// The executor's schedule: does nothing once the context is torn down.
+    /// A thread may push a job, be preempted, and find that the owner ran
+    /// the job, the task ended and dropped the context meanwhile; its
+    /// schedule then must neither trap (the BH is deleted) nor strand the BH
+    /// on the dead context's list (the BH and the core would keep each other
+    /// alive). Teardown sets `closed` and then drains; we push and then look
+    /// at `closed`; the fences make sure one of us sees the other.
+    func scheduleUnlessTornDown() {
+        let old = flags.bitwiseOr(BHFlags.pending | BHFlags.scheduled,
+                                  ordering: .acquiringAndReleasing).oldValue
+        if old & BHFlags.deleted != 0 { return }
+        core._withUnsafeGuaranteedRef { core in
+            if old & BHFlags.pending == 0 {
+                core.bhList.push(self)
+                atomicMemoryFence(ordering: .sequentiallyConsistent)
+                if core.closed.load(ordering: .relaxed) {
+                    core.bhList.discardPending()
+                    return
+                }
+            }
+            core.notify()
+        }
+    }
+
     @inline(__always)
     private func enqueue(_ newFlags: UInt32, operation: StaticString) {
         // [bh-flags] acquiring-and-releasing: releasing publishes what the caller

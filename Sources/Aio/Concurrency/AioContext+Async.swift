@@ -121,7 +121,7 @@ extension AioContext {
                                     entry: FDWaiters) -> [ResumeOnce<Void>] {
         if entry.isEmpty {
             map[fd] = nil
-            removeHandler(for: fd)
+            removeHandler(for: fd, waitingForCallbacks: false)
             return []
         }
         do {
@@ -130,7 +130,7 @@ extension AioContext {
             return []
         } catch {
             map[fd] = nil
-            removeHandler(for: fd)
+            removeHandler(for: fd, waitingForCallbacks: false)
             return entry.readers + entry.writers
         }
     }
@@ -147,7 +147,11 @@ extension AioContext {
         if !entry.writers.isEmpty {
             write = { [unowned(unsafe) self] in self.fdReady(fd, .write) }
         }
-        try setHandler(for: fd, name: "async wait on fd \(fd)", read: read, write: write)
+        // Called under `fdWaiters`' lock, which the callbacks take: a wait
+        // for a running callback would deadlock, and is not needed (the
+        // callback re-checks the map under that lock).
+        try setHandler(for: fd, name: "async wait on fd \(fd)", read: read, write: write,
+                       poll: nil, pollReady: nil, pollBegin: nil, pollEnd: nil, waitingForCallbacks: false)
     }
 
     /// The name of a handler registered on `fd`, if any.

@@ -105,7 +105,7 @@ extension AioContext {
             job.runSynchronously(isolatedTo: serial, taskExecutor: task)
         }
         // A nested poll inside one of the jobs may have skipped the queue.
-        if !jobs.isEmpty { jobs.bh.schedule() }
+        if !jobs.isEmpty { jobs.bh.scheduleUnlessTornDown() }
     }
 
     /// Tears down the job queue: a job still queued means a task was left
@@ -156,7 +156,7 @@ extension AioContext: SerialExecutor, TaskExecutor {
         // `NotifyCore`); one retain and release per enqueue.
         let bh: BottomHalf = jobs.bh
         if jobs.push(UnownedJob(job)) {
-            bh.schedule()
+            bh.scheduleUnlessTornDown()
         }
         withExtendedLifetime(bh) {}
     }

@@ -119,9 +119,17 @@ extension AioContext {
         if !pollMode.started {
             pollMode.started = true
             for i in nodes.indices where !nodes[i].pollBegun && !nodes[i].isDeleted {
-                nodes[i].pollBegun = true
-                pollMode.begun.append(nodes[i])
-                nodes[i].pollBegin?()
+                // Claimed: a handler removed from another thread meanwhile
+                // gets no pollBegin (and so needs no pollEnd).
+                guard let begin = nodes[i].pollBegin else {
+                    nodes[i].pollBegun = true
+                    pollMode.begun.append(nodes[i])
+                    continue
+                }
+                if runClaimed(nodes[i], begin) {
+                    nodes[i].pollBegun = true
+                    pollMode.begun.append(nodes[i])
+                }
             }
         }
         let start = monotonicNowNs()
@@ -184,7 +192,11 @@ extension AioContext {
             // A handler whose pollReady is running (a nested poll inside it)
             // is not polled again until it returns.
             if node.inPollReady || node.isDeleted { continue }
-            if node.poll!() {
+            // Claimed like any callback: none starts after removeHandler
+            // returned on another thread.
+            var hit = false
+            _ = runClaimed(node) { hit = node.poll!() }
+            if hit {
                 node.pollHit = true
                 pollMode.anyHit = true
                 found = true

@@ -81,6 +81,10 @@ final class NotifyCore: @unchecked Sendable {
     let stats = Counters()
 
 
+    /// Set by the context's teardown before it drains the BH list; see
+    /// `BottomHalf.scheduleUnlessTornDown`.
+    let closed = Atomic<Bool>(false)
+
     init(contextName: String) throws(AioError) {
         glibNotifier = try EventNotifier()
         waiters = try WaiterRegistry(contextName: contextName)

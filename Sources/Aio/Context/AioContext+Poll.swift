@@ -179,8 +179,10 @@ extension AioContext {
         // Another thread asleep on this context (GLib, a second native
         // poller) went to sleep trusting the kicks that our pollBegin hooks
         // turned off: do not return with them off, or a device item could
-        // wait for a poll that never comes. Every write of notifyMe happens
-        // under ownership, which we hold, so a relaxed load sees them all.
+        // wait for a poll that never comes. Every raise of notifyMe happens
+        // under ownership, which we hold, so a relaxed load sees them all
+        // (GLib's check lowers bit 0 without ownership: a stale 1 only makes
+        // us leave poll mode once more than needed).
         // Model: Models/aio_poll.pml, FAULT_POLL_LEFT_ON.
         if pollMode.started && core.notifyMe.load(ordering: .relaxed) != 0 {
             _ = leavePollMode(seen: seen)

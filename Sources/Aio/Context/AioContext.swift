@@ -205,12 +205,15 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         ownership.acquire()
     }
 
-    /// Gives back one level of ownership. If a GSource hook found the context
-    /// owned and returned without waiting, the final release wakes GLib so
-    /// it looks again (the owner may leave work behind). Owner-only.
+    /// Gives back one level of ownership taken by the library itself (a
+    /// poll, a GSource hook). A GLib deferral is not woken here: a busy
+    /// native loop releases after every pass and would write GLib's eventfd
+    /// each time; GLib looks again within 1 ms anyway (see `gsourcePrepare`).
+    /// The releases that end a stretch of ownership do wake it: the public
+    /// ``release()`` and the release around a native sleep. Owner-only.
     @inline(__always)
     func releaseOwnership() {
-        if ownership.release() == true { wakeDeferredGLib() }
+        _ = ownership.release()
     }
 
     /// Writes GLib's wake-up fd for a hook that was deferred, once per
@@ -364,6 +367,11 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         for list in timerLists { list.tearDown() }
         tearDownExecutor()
         var leaks: [String] = []
+        // Closed before the drain, with a fence: an executor schedule racing
+        // with teardown either is drained here or sees `closed` and drains
+        // itself (`BottomHalf.scheduleUnlessTornDown`).
+        core.closed.store(true, ordering: .relaxed)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         bhList.takeAll()
         while let bh = bhList.popFront() {
             let flags = bh.flags.load(ordering: .acquiring)

@@ -144,8 +144,12 @@ final class OwnershipLock: @unchecked Sendable {
                 continue
             }
             if s & Self.glibDeferred != 0 { return false }
+            // Acquiring-and-releasing, with the release's exchange: the
+            // releaser that sees the bit also sees what this GLib thread did
+            // before (its check's clear of the wake-pending flag), so its
+            // wake is not skipped for a stale flag.
             let (done, now) = state.compareExchange(expected: s, desired: s | Self.glibDeferred,
-                                                    ordering: .relaxed)
+                                                    ordering: .acquiringAndReleasing)
             if done { return false }
             s = now
         }
@@ -181,8 +185,8 @@ final class OwnershipLock: @unchecked Sendable {
     private func unlock() -> Bool {
         owner.store(0, ordering: .relaxed)
         // [own-release] releasing: our work under the lock is visible to the
-        // next holder's acquiring CAS.
-        let old = state.exchange(0, ordering: .releasing)
+        // next holder's acquiring CAS. Acquiring too: see `tryAcquireOrDefer`.
+        let old = state.exchange(0, ordering: .acquiringAndReleasing)
         if old & Self.contended != 0 {
             parkMutex.lock()
             parked.signal()

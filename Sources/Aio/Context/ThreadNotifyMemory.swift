@@ -15,8 +15,11 @@
 /// access happens while holding the context's ownership. A thread it does not
 /// know (first poll, or evicted after 16 others) counts as notified, which
 /// costs one poll that does not sleep (Models/aio_notify_gen.pml,
-/// FAULT_UNKNOWN_IS_SEEN). A thread id reused by a new thread inherits an old
-/// generation, which any later notify has moved past: also safe.
+/// FAULT_UNKNOWN_IS_SEEN). Threads are keyed by tokens that are never reused
+/// (`currentThreadID()`); even a reused key would only inherit an older
+/// generation, which costs one poll that does not sleep: safe either way
+/// (Models/aio_thread_identity.pml, RECYCLED_KEYS; its OWNER_CHECK variant
+/// shows why the ownership and home checks need the tokens).
 struct NotifyMemory {
     private var threads: [UInt] = []
     private var generations: [UInt64] = []

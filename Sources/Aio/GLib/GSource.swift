@@ -154,7 +154,10 @@ extension AioContext {
         // waiting for this GMainContext (a BH that iterates it), which GLib
         // hands over only when its iteration ends, and the owner's release
         // (our wake-up) cannot come before that. So while another thread
-        // owns the context, GLib iterates at most once per millisecond.
+        // owns the context, GLib wakes about once per millisecond on this
+        // context's account; sooner if a handler fd is readable, which GLib
+        // also polls: until the owner dispatches it, GLib's iterations do
+        // not sleep.
         guard ownership.tryAcquireOrDefer() else { return (ready: false, timeoutMs: 1) }
         #endif
         defer { releaseOwnership() }
@@ -225,8 +228,9 @@ extension AioContext {
     func gsourceCheck(_ source: UnsafeMutablePointer<GSource>?, notifierReadable: Bool) -> Bool {
         // Stopping the advertisement and draining the GLib notifier need no
         // ownership (only this GLib thread drains it), so they happen even
-        // when another thread owns the context: a deferred check leaves no
-        // readable fd behind that would spin GLib.
+        // when another thread owns the context: a deferred check leaves the
+        // notifier drained, so it cannot spin GLib (a readable handler fd
+        // still wakes GLib until the owner dispatches it).
         // [wait-end] releasing: GLib's poll is over before we stop advertising.
         #if AIO_FAULT_BOOL_FLAG
         core.notifyMe.store(0, ordering: .releasing)

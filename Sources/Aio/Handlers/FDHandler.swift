@@ -45,8 +45,8 @@ final class FDHandlerNode: @unchecked Sendable {
     static let waitedBit: UInt32 = 2
     static let runningUnit: UInt32 = 4
 
-    /// The context's dispatch epoch when a callback of this node last
-    /// started. Owner-only. See `ReadyList.epoch`.
+    /// The context's dispatch epoch stamped after this node's callbacks last
+    /// ran. Owner-only. See `ReadyList.epoch` and `markDispatched`.
     var dispatchedAt: UInt64 = 0
 
     /// Position in the table's `active` array. Protected by the table lock.
@@ -145,8 +145,21 @@ extension AioContext {
         pollBegin: (@Sendable () -> Void)? = nil,
         pollEnd: (@Sendable () -> Void)? = nil
     ) throws(AioError) {
+        try setHandler(for: fd, name: name, read: read, write: write, poll: poll, pollReady: pollReady,
+                       pollBegin: pollBegin, pollEnd: pollEnd, waitingForCallbacks: true)
+    }
+
+    /// `waitingForCallbacks: false` is for the library's own handlers whose
+    /// callbacks re-check their state under a lock the caller holds (the
+    /// async descriptor waits): waiting there would deadlock.
+    func setHandler(
+        for fd: Int32, name: String?, read: (@Sendable () -> Void)?, write: (@Sendable () -> Void)?,
+        poll: (@Sendable () -> Bool)?, pollReady: (@Sendable () -> Void)?,
+        pollBegin: (@Sendable () -> Void)?, pollEnd: (@Sendable () -> Void)?,
+        waitingForCallbacks: Bool
+    ) throws(AioError) {
         if read == nil && write == nil && pollReady == nil {
-            removeHandler(for: fd)
+            removeHandler(for: fd, waitingForCallbacks: waitingForCallbacks)
             return
         }
         if fd < 0 {
@@ -160,15 +173,20 @@ extension AioContext {
                                     poll: polled ? poll : nil, pollReady: pollReady,
                                     pollBegin: polled ? pollBegin : nil, pollEnd: polled ? pollEnd : nil)
         notify()
-        if let replaced { waitForCallbacks(of: replaced) }
+        if let replaced, waitingForCallbacks { waitForCallbacks(of: replaced) }
     }
 
     /// Removes the handler for `fd`, if any. Same threading rules as
     /// ``setHandler(for:name:read:write:poll:pollReady:pollBegin:pollEnd:)``.
     /// QEMU: `aio_set_fd_handler()` with every callback NULL.
     public func removeHandler(for fd: Int32) {
+        removeHandler(for: fd, waitingForCallbacks: true)
+    }
+
+    /// See `setHandler(...waitingForCallbacks:)`.
+    func removeHandler(for fd: Int32, waitingForCallbacks: Bool) {
         if let removed = handlers.remove(fd: fd) {
-            waitForCallbacks(of: removed)
+            if waitingForCallbacks { waitForCallbacks(of: removed) }
             // If no poll is running, let go of the node now rather than at
             // the next poll (there may be none): its callbacks may capture
             // the context.
@@ -296,15 +314,22 @@ extension AioContext {
         }
     }
 
-    /// After `node` was unlinked: unless the calling thread owns the context
-    /// (then a running callback of the node is on its own stack), wait until
-    /// no callback of the node runs. No new one can start: `deleted` is set.
+    /// After `node` was unlinked: unless the calling thread owns the context,
+    /// wait until no callback of the node runs. No new one can start:
+    /// `deleted` is set. A caller that owns the context does not wait: a
+    /// running callback is then on its own stack, or on a thread parked in a
+    /// nested blocking poll that needs our ownership to go on.
     func waitForCallbacks(of node: FDHandlerNode) {
         if ownership.isHeldByCurrentThread { return }
         #if AIO_FAULT_CALLBACK_AFTER_REMOVE
         return
         #else
         if node.state.load(ordering: .acquiring) < FDHandlerNode.runningUnit { return }
+        #if DEBUG
+        // The callback runs under ownership: waiting for it is waiting for
+        // ownership (see `checkLockOrderBeforeWaiting`).
+        checkLockOrderBeforeWaiting()
+        #endif
         handlers.waitUntilIdle(node)
         #endif
     }
@@ -313,7 +338,9 @@ extension AioContext {
     /// for POLLERR, so the owner's error path sees EBADF; then the handler is
     /// no longer polled (no spinning) and a warning names it.
     private func dispatchInvalid(_ node: FDHandlerNode) {
-        handlers.markInvalid(node)
+        // Once: both drivers may report POLLNVAL (it is permanent, so a
+        // re-check cannot tell); the first marks the node.
+        guard handlers.markInvalid(node) else { return }
         warn("AioContext '\(name)': handler '\(node.name)' on fd \(node.fd) reports POLLNVAL (the descriptor was closed while registered); its callbacks run once as for an error and it is no longer polled. Remove the handler before closing its descriptor.")
         if let read = node.read { _ = runClaimed(node, read) }
         if let write = node.write { _ = runClaimed(node, write) }

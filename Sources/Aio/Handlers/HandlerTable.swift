@@ -177,9 +177,13 @@ final class HandlerTable: @unchecked Sendable {
 
     /// POLLNVAL: stop polling the node's fd (it stays registered, so the
     /// owner's removeHandler still works).
-    func markInvalid(_ node: FDHandlerNode) {
+    /// Returns false if the node was already marked (its POLLNVAL was
+    /// dispatched).
+    func markInvalid(_ node: FDHandlerNode) -> Bool {
         withLock {
+            if node.invalid { return false }
             node.invalid = true
+            node.glibRevents = 0
             if node.countsAsUnpolled {
                 node.countsAsUnpolled = false
                 unpolledCount.wrappingSubtract(1, ordering: .relaxed)
@@ -189,6 +193,7 @@ final class HandlerTable: @unchecked Sendable {
                 g_source_remove_unix_fd(source, tag)
                 node.glibTag = nil
             }
+            return true
         }
     }
 
@@ -275,7 +280,7 @@ final class HandlerTable: @unchecked Sendable {
     func glibCollect(into ready: ReadyList) {
         ready.clear()
         withLock {
-            for node in active where node.glibRevents != 0 {
+            for node in active where node.glibRevents != 0 && !node.invalid {
                 ready.append(node, node.glibRevents)
                 node.glibRevents = 0
             }

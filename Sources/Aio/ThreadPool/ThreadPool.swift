@@ -95,7 +95,7 @@ public final class ThreadPool: @unchecked Sendable {
     /// Current number of worker threads (running, idle, or starting). Thread-safe.
     public var workerCount: Int { lock.withLock { threadCount + pendingSpawns } }
 
-    /// Requests submitted whose completion has not run yet. Context thread only.
+    /// Requests submitted whose completion has not run yet. Thread-safe.
     public var outstandingCount: Int { lock.withLock { outstanding.count } }
 
     // MARK: Submitting

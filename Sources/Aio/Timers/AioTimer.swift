@@ -26,8 +26,9 @@ public final class AioTimer: @unchecked Sendable, CustomStringConvertible {
     var heapIndex = -1
     /// The list's arming serial when last armed. Under `list`'s lock.
     var armSerial: UInt64 = 0
-    /// The thread running the callback now, 0 if none. Under `list`'s lock.
-    var runningThread: UInt = 0
+    /// How many runs of the callback are in progress (nested runs count
+    /// twice). Under `list`'s lock.
+    var runningCount = 0
     /// Cancels waiting for the callback to end. Under `list`'s lock.
     var cancelWaiters = 0
 

@@ -22,6 +22,14 @@ final class ContextLink: @unchecked Sendable {
     /// Wakes the context if it is still there.
     func notify() { lock.withLock { context?.notify() } }
 
+    /// Whether the calling thread owns the context (false once cut).
+    var ownedByCurrentThread: Bool { lock.withLock { context?.isOwnedByCurrentThread ?? false } }
+
+    #if DEBUG
+    /// The context's lock-order check before a wait for its callbacks.
+    func checkLockOrderBeforeWaiting() { lock.withLock { context?.checkLockOrderBeforeWaiting() } }
+    #endif
+
     /// Cuts the link: teardown.
     func cut() { lock.withLock { context = nil } }
 }

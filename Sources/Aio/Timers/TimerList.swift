@@ -120,16 +120,17 @@ final class TimerList: @unchecked Sendable {
             #else
             // Under the lock that `cancel` takes: a cancel from another
             // thread either disarms first or sees the callback running and
-            // waits for it (no callback starts after cancel returned).
-            first.runningThread = currentThreadID()
+            // waits for it (no callback starts after cancel returned). A
+            // count: a callback that re-arms and polls may run nested.
+            first.runningCount += 1
             lock.unlock()
             #endif
             first.callback(first)
             progress = true
             #if !AIO_FAULT_CALLBACK_AFTER_REMOVE
             lock.lock()
-            first.runningThread = 0
-            if first.cancelWaiters > 0 { callbackEnded.broadcast() }
+            first.runningCount -= 1
+            if first.runningCount == 0 && first.cancelWaiters > 0 { callbackEnded.broadcast() }
             lock.unlock()
             #endif
         }
@@ -138,20 +139,32 @@ final class TimerList: @unchecked Sendable {
     /// Where `cancel` waits for a running callback. Used with `lock`.
     private let callbackEnded = PThreadCondition()
 
-    /// Disarms `timer`. From a thread other than the one running its
-    /// callback, it also waits for a running callback to end, and disarms
-    /// again after it (a periodic callback re-arms itself): after it
-    /// returns, no callback starts until the timer is armed again.
+    /// Disarms `timer`. From a thread that does not own the context, it
+    /// also waits for a running callback to end, and disarms again after it
+    /// (a periodic callback re-arms itself): after it returns, no callback
+    /// starts until the timer is armed again. A caller that owns the context
+    /// does not wait: a running callback is then on its own stack, or on a
+    /// thread parked in a nested blocking poll that needs our ownership.
     func cancel(_ timer: AioTimer) {
-        let me = currentThreadID()
-        withLock {
+        let owner = link?.ownedByCurrentThread ?? false
+        lock.lock()
+        defer { lock.unlock() }
+        if timer.heapIndex >= 0 { removeLocked(timer) }
+        if owner || timer.runningCount == 0 { return }
+        #if DEBUG
+        // The callback runs under ownership: waiting for it is waiting for
+        // ownership (`AioContext.checkLockOrderBeforeWaiting`).
+        lock.unlock()
+        link?.checkLockOrderBeforeWaiting()
+        lock.lock()
+        #endif
+        while true {
+            // Again after every wait: the callback may have re-armed.
             if timer.heapIndex >= 0 { removeLocked(timer) }
-            while timer.runningThread != 0 && timer.runningThread != me {
-                timer.cancelWaiters += 1
-                callbackEnded.wait(lock)
-                timer.cancelWaiters -= 1
-                if timer.heapIndex >= 0 { removeLocked(timer) }
-            }
+            if timer.runningCount == 0 { return }
+            timer.cancelWaiters += 1
+            callbackEnded.wait(lock)
+            timer.cancelWaiters -= 1
         }
     }
 
