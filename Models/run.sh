@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Model-check the notify protocol models with SPIN and compare every verdict
-# with the expected one.
+# Model-check the models (the notify protocol, busy polling, GSource
+# ownership, fd dispatch, thread identity, nested GLib iterations) with SPIN
+# and compare every verdict with the expected one.
 #
 #   Models/run.sh [-j N] [--full] [--keep] [--only SUBSTRING]
 #
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
         --full) full=1; shift ;;
         --keep) keep=1; shift ;;
         --only) only="$2"; shift 2 ;;
-        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -182,6 +183,46 @@ aio_poll | FAULT_POLL_LEFT_ON+WOPS=1+DOPS=1 | lost_item | fail
 aio_poll | FAULT_G_KEEPS_POLL_MODE+WOPS=1+DOPS=1 | safety | pass
 aio_poll | FAULT_G_KEEPS_POLL_MODE+WOPS=1+DOPS=1 | lost_item | fail
 aio_poll | ALT_BEGIN_IF_ALONE+WOPS=1+DOPS=1 | lost_item | pass
+aio_gsource_own | default | safety | pass
+aio_gsource_own | default | lost_work | pass
+aio_gsource_own | RETRY_ANY_TIME | safety | pass
+aio_gsource_own | ORUNS=3 | safety | pass
+aio_gsource_own | SPEC_DEFER_SLEEPS | safety | fail
+aio_gsource_own | SPEC_DEFER_SLEEPS | lost_work | fail
+aio_gsource_own | SPEC_DEFER_SLEEPS+NO_O_ITERATES_M | safety | pass
+aio_gsource_own | FAULT_GSOURCE_BLOCKING | safety | fail
+aio_gsource_own | FAULT_GSOURCE_BLOCKING+NO_STRETCH | safety | fail
+aio_gsource_own | FAULT_GSOURCE_BLOCKING+NO_O_ITERATES_M | safety | fail
+aio_gsource_own | FAULT_NO_DEFER_WAKE | safety | fail
+aio_gsource_own | FAULT_NO_DEFER_WAKE+SPEC_DEFER_SLEEPS+NO_O_ITERATES_M | safety | fail
+aio_gsource_own | FAULT_NO_DEFER_WAKE+RETRY_ANY_TIME | safety | pass
+aio_fd_dispatch | default | safety | pass
+aio_fd_dispatch | NPASS=3+WBYTES=3 | safety | pass
+aio_fd_dispatch | ALT_EPOCH_AT_END | safety | pass
+aio_fd_dispatch | SPEC_EPOCH_UNOWNED | safety | fail
+aio_fd_dispatch | SPEC_EPOCH_UNOWNED+ALT_EPOCH_AT_END | safety | pass
+aio_fd_dispatch | FAULT_STALE_READINESS | safety | fail
+aio_fd_dispatch | FAULT_CALLBACK_AFTER_REMOVE | safety | fail
+aio_fd_dispatch | FAULT_WAITED_UNLOCKED | safety | fail
+aio_thread_identity | default | safety | pass
+aio_thread_identity | RECYCLED_KEYS | safety | pass
+aio_thread_identity | CAP=2 | safety | pass
+aio_thread_identity | CAP=2+RECYCLED_KEYS | safety | pass
+aio_thread_identity | NN=2+T1POLLS=2+CAP=2+RECYCLED_KEYS | safety | pass
+aio_thread_identity | FAULT_MEMORY_AT_ENTRY | safety | fail
+aio_thread_identity | FAULT_MEMORY_AT_ENTRY+INV_ASSERT | safety | fail
+aio_thread_identity | FAULT_UNKNOWN_SLEEPS | safety | fail
+aio_thread_identity | FAULT_UNKNOWN_SLEEPS+RECYCLED_KEYS | safety | fail
+aio_thread_identity | OWNER_CHECK | safety | pass
+aio_thread_identity | OWNER_CHECK+RECYCLED_KEYS | safety | fail
+aio_nested_glib | default | safety | pass
+aio_nested_glib | default | o_owns | pass
+aio_nested_glib | FAULT_NESTED_SLEEP | safety | fail
+aio_nested_glib | FAULT_NESTED_SLEEP | o_owns | fail
+aio_nested_glib | FAULT_NESTED_LEND | safety | fail
+aio_nested_glib | FAULT_NESTED_LEND+NO_O_ITERATES_M | safety | pass
+aio_nested_glib | BH_WAITS_FOR_EVENT | safety | pass
+aio_nested_glib | BH_WAITS_FOR_EVENT | o_owns | fail
 '
 # slow rows (--full): minutes, and up to ~2 GB of memory. Some WOPS=2 rows
 # above at the default WOPS=3, and the bigger configurations.
