@@ -14,9 +14,14 @@ let package = Package(
             pkgConfig: "glib-2.0",
             providers: [.apt(["libglib2.0-dev"])]
         ),
+        // The thread token (a C thread-local: one load to read it).
+        .target(
+            name: "CAioSupport",
+            path: "Sources/CAioSupport"
+        ),
         .target(
             name: "Aio",
-            dependencies: ["CGLibShim"],
+            dependencies: ["CGLibShim", "CAioSupport"],
             path: "Sources/Aio"
         ),
         // Stress harness: every thread role at once, with per-round watchdogs.

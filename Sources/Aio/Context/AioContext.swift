@@ -74,14 +74,17 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// The GSource while attached. Protected by its lock.
     let attachment = Locked<UnsafeMutablePointer<GSource>?>(nil)
 
+    // The core's parts, also held here as stored references: reading a
+    // stored `let` borrows it, while a computed property would retain and
+    // release it on every access of the hot path.
     /// Counters for ``statistics``. Written with relaxed atomics.
-    var stats: Counters { core.stats }
+    let stats: Counters
     /// The wake-up fd GLib polls when the context is attached; see `NotifyCore`.
-    var glibNotifier: EventNotifier { core.glibNotifier }
+    let glibNotifier: EventNotifier
     /// Private wake-up fds of native waiters; see `NotifyCore`.
-    var waiters: WaiterRegistry { core.waiters }
+    let waiters: WaiterRegistry
     /// Pending BHs; see `NotifyCore`.
-    var bhList: BHList { core.bhList }
+    let bhList: BHList
 
     /// fd handlers and the fd monitor. Thread-safe (own lock).
     let handlers = HandlerTable()
@@ -123,7 +126,12 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// Throws if the kernel refuses its eventfds. QEMU: `aio_context_new()`.
     public init(name: String = "aio") throws(AioError) {
         self.name = name
-        self.core = try NotifyCore(contextName: name)
+        let core = try NotifyCore(contextName: name)
+        self.core = core
+        self.stats = core.stats
+        self.glibNotifier = core.glibNotifier
+        self.waiters = core.waiters
+        self.bhList = core.bhList
         self.timerLists = AioClock.allCases.map { TimerList(clock: $0, contextName: name) }
         self.homeThread = Atomic(currentThreadID())
         self.virtualClock = VirtualClock(contextName: name)

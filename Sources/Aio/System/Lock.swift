@@ -1,5 +1,5 @@
+import CAioSupport
 import Glibc
-import Synchronization
 
 /// A pthread mutex at a stable address.
 ///
@@ -67,36 +67,15 @@ final class Locked<Value>: @unchecked Sendable {
 /// the first time the thread asks, and never given to another thread (never
 /// 0). Unlike `pthread_self()`, which glibc hands to the next new thread once
 /// a thread is joined, a token cannot make a new thread pass a dead thread's
-/// home-thread or ownership checks. Stored in a pthread key with no
-/// destructor (it is an integer, nothing to free).
+/// home-thread or ownership checks. A C thread-local, so reading it is one
+/// load (`CAioSupport`). glibc clears thread-locals only when the thread is
+/// gone, so a thread keeps its token for its whole life.
 /// Model: Models/aio_thread_identity.pml (RECYCLED_KEYS shows why the notify
-/// memory would survive recycled ids; ownership and home checks would not).
+/// memory would survive recycled ids; OWNER_CHECK why the ownership and home
+/// checks would not).
 @inline(__always)
 func currentThreadID() -> UInt {
-    if let stored = pthread_getspecific(ThreadToken.key) {
-        return UInt(bitPattern: stored)
-    }
-    return ThreadToken.assign()
-}
-
-enum ThreadToken {
-    /// The key under which each thread keeps its token.
-    static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        let rc = pthread_key_create(&key, nil)
-        precondition(rc == 0, "AioContext: pthread_key_create for thread tokens failed: \(rc)")
-        return key
-    }()
-    /// The last token handed out. 2^64 threads before it wraps.
-    private static let last = Atomic<UInt>(0)
-
-    @inline(never)
-    static func assign() -> UInt {
-        let token = last.wrappingAdd(1, ordering: .relaxed).newValue
-        let rc = pthread_setspecific(key, UnsafeRawPointer(bitPattern: token))
-        precondition(rc == 0, "AioContext: pthread_setspecific for a thread token failed: \(rc)")
-        return token
-    }
+    UInt(aio_thread_token())
 }
 
 /// A pthread condition variable on CLOCK_MONOTONIC, used with a
