@@ -27,7 +27,9 @@ public final class ThreadPool: @unchecked Sendable {
     private let workAvailable = PThreadCondition()
     private let workerExited = PThreadCondition()
     /// Under `lock`: requests not yet taken by a worker, oldest first.
-    private var queue: [ThreadPoolRequest] = []
+    /// Taken slots are set to nil at once: a request holds its pool, so a
+    /// taken request left here would keep the pool alive (a cycle).
+    private var queue: [ThreadPoolRequest?] = []
     private var queueHead = 0
     /// Under `lock`.
     private var threadCount = 0
@@ -197,12 +199,13 @@ public final class ThreadPool: @unchecked Sendable {
     private func popLocked() -> ThreadPoolRequest? {
         guard queueHead < queue.count else { return nil }
         let request = queue[queueHead]
+        queue[queueHead] = nil
         queueHead += 1
         if queueHead > 64 && queueHead * 2 > queue.count {
             queue.removeFirst(queueHead)
             queueHead = 0
         }
-        return request
+        return request!
     }
 
     /// Cancels `request` if no worker has taken it. Any thread.
