@@ -50,14 +50,17 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     let handlerEpoch = Atomic<UInt64>(0)
 
     /// `handlerEpoch` when GLib's last prepare ran, i.e. before GLib's poll
-    /// looked at the fds. Written and read only by the thread that iterates
-    /// the attached GMainContext (GLib lets one thread at a time).
-    @exclusivity(unchecked) var glibPollEpoch: UInt64 = 0
+    /// looked at the fds. Written by the thread iterating the attached
+    /// GMainContext, possibly without ownership; GLib lets one thread at a
+    /// time iterate, and hands the GMainContext over under its own mutex,
+    /// which ThreadSanitizer cannot see (GMutex is a futex): so an atomic,
+    /// relaxed.
+    let glibPollEpoch = Atomic<UInt64>(0)
     /// `glibPollEpoch` of the iteration whose check last recorded the
     /// handlers' revents: a dispatch may collect revents from an earlier
     /// iteration's check (GLib skips check after a ready prepare), and must
     /// compare against the epoch of the poll that saw them. Written by check
-    /// under ownership, read by dispatch under ownership.
+    /// and read by dispatch, both under ownership.
     @exclusivity(unchecked) var glibReventsEpoch: UInt64 = 0
 
     /// The recursive ownership lock.

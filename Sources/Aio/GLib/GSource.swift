@@ -136,7 +136,7 @@ extension AioContext {
     func gsourcePrepare() -> (ready: Bool, timeoutMs: Int32) {
         // Before GLib looks at the fds: see `ReadyList.epoch`. GLib-thread
         // only (the thread holding the GMainContext).
-        glibPollEpoch = handlerEpoch.load(ordering: .acquiring)
+        glibPollEpoch.store(handlerEpoch.load(ordering: .acquiring), ordering: .relaxed)
         // A thread that already owned the context is inside one of its
         // dispatches (or native polls) and iterates GLib from there.
         let nested = ownership.isHeldByCurrentThread
@@ -269,7 +269,7 @@ extension AioContext {
         // earns a dispatch; so does a ready handler or a due timer.
         let handlersReady = handlers.registeredCount.load(ordering: .relaxed) > 0
             && handlers.glibCheck(source)
-        glibReventsEpoch = glibPollEpoch
+        glibReventsEpoch = glibPollEpoch.load(ordering: .relaxed)
         rememberGeneration()
         return bhList.hasEntries || handlersReady || timerDue()
     }
