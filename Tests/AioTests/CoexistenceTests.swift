@@ -446,6 +446,22 @@ struct CoexistenceTests {
         loop.stop()
     }
 
+    /// Defect 7, second half: a request may be cancelled after its pool and
+    /// context are gone (AddressSanitizer checks the memory).
+    @Test("cancelling a request after its context and pool are gone is safe")
+    func cancelAfterPoolGone() throws {
+        var ctx: AioContext? = try AioContext(name: "pool-gone")
+        let done = Counter()
+        let request = ctx!.threadPool.submit({ 1 }, completion: { _ in done.increment() })
+        let deadline = nowSeconds() + 10
+        while done.count == 0 && nowSeconds() < deadline { ctx!.poll(blocking: false); usleep(100) }
+        #expect(done.count == 1)
+        ctx!.threadPool.shutdown()
+        ctx = nil
+        request.cancel()
+        #expect(request.currentState == .done)
+    }
+
     /// Defect 8: thread identity was `pthread_self()`, which glibc gives to
     /// the next new thread once one is joined: a new thread passed the home
     /// check of a dead IOThread's context (5 of 5 runs).
