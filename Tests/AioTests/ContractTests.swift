@@ -90,6 +90,33 @@ struct ContractTests {
         #expect(messages.count.count == 0, "GLib printed \(messages.count.count) warnings or criticals")
     }
 
+    /// Detach and re-attach while a GLib thread iterates the GMainContext
+    /// with a handler ready: the old source's check must never query the new
+    /// source's fd tags (GLib: "g_source_query_unix_fd: assertion failed").
+    @Test("re-attach while a GLib thread iterates: no stale fd tags")
+    func reattachWhileIterating() throws {
+        let messages = GLibMessageCounter()
+        defer { messages.remove() }
+        let ctx = try AioContext(name: "reattach-live")
+        let mc = MainContextRef(raw: g_main_context_new())
+        ctx.attach(to: mc.raw)
+        let glib = try GLibIterator(mc)
+        let pipe = Pipe()
+        pipe.write()  // stays readable: every check queries the handler's tag
+        try ctx.setHandler(for: pipe.readFD, read: {})
+        for _ in 0..<20_000 {
+            ctx.detach()
+            ctx.attach(to: mc.raw)
+            sched_yield()
+        }
+        glib.stop("re-attach")
+        ctx.removeHandler(for: pipe.readFD)
+        ctx.detach()
+        while g_main_context_iteration(mc.raw, 0) != 0 {}
+        g_main_context_unref(mc.raw)
+        #expect(messages.count.count == 0, "GLib printed \(messages.count.count) warnings or criticals")
+    }
+
     /// Deadlines saturate instead of wrapping: `sleep(for: .seconds(Int64.max))`
     /// is "until cancelled", a far deadline never fires at once, and the
     /// virtual clock never moves backwards.

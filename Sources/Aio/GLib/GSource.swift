@@ -54,7 +54,7 @@ private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolea
 private func aioSourceDispatch(_ source: UnsafeMutablePointer<GSource>?,
                                _ callback: GSourceFunc?,
                                _ userData: gpointer?) -> gboolean {
-    withOwner(source) { $0.gsourceDispatch() }
+    withOwner(source) { $0.gsourceDispatch(source) }
     return AIO_SHIM_TRUE  // G_SOURCE_CONTINUE: the context stays attached.
 }
 
@@ -275,7 +275,7 @@ extension AioContext {
     }
 
     /// GSource dispatch: run the work. QEMU: `aio_ctx_dispatch()`.
-    func gsourceDispatch() {
+    func gsourceDispatch(_ source: UnsafeMutablePointer<GSource>?) {
         #if AIO_FAULT_GSOURCE_BLOCKING
         ownership.acquire()
         #else
@@ -289,7 +289,7 @@ extension AioContext {
         let slot = handlers.registeredCount.load(ordering: .relaxed) > 0
             ? waiters.takeSlot(advertise: false) : nil
         if let slot {
-            handlers.glibCollect(into: slot.buffers.ready)
+            handlers.glibCollect(into: slot.buffers.ready, for: source)
             slot.buffers.ready.epoch = glibReventsEpoch
         }
         _ = dispatchAll(readyIn: slot)

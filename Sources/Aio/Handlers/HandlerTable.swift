@@ -265,6 +265,10 @@ final class HandlerTable: @unchecked Sendable {
     /// handler is ready.
     func glibCheck(_ source: UnsafeMutablePointer<GSource>?) -> Bool {
         withLock {
+            // A check of a source detached meanwhile (a detach and attach on
+            // another thread while GLib was between poll and check): the
+            // nodes' tags belong to the new source. Nothing to report.
+            guard source == glibSource else { return false }
             var any = false
             for node in active {
                 guard let tag = node.glibTag else { continue }
@@ -277,9 +281,11 @@ final class HandlerTable: @unchecked Sendable {
     }
 
     /// GSource dispatch: moves the handlers GLib found ready into `ready`.
-    func glibCollect(into ready: ReadyList) {
+    func glibCollect(into ready: ReadyList, for source: UnsafeMutablePointer<GSource>?) {
         ready.clear()
         withLock {
+            // As in `glibCheck`: revents recorded for another source.
+            guard source == glibSource else { return }
             for node in active where node.glibRevents != 0 && !node.invalid {
                 ready.append(node, node.glibRevents)
                 node.glibRevents = 0
