@@ -22,6 +22,9 @@ final class GLibMessageCounter: @unchecked Sendable {
     func remove() { g_log_remove_handler("GLib", handlerID) }
 }
 
+/// Whether this test binary runs under ThreadSanitizer (its runtime is linked in).
+let underThreadSanitizer = dlsym(nil, "__tsan_init") != nil
+
 /// The smaller rules of the threading contract: what a notify before a
 /// non-blocking poll means, re-attaching, deadlines at the end of time,
 /// traps that name the object and the rule, the lock order.
@@ -93,7 +96,9 @@ struct ContractTests {
     /// Detach and re-attach while a GLib thread iterates the GMainContext
     /// with a handler ready: the old source's check must never query the new
     /// source's fd tags (GLib: "g_source_query_unix_fd: assertion failed").
-    @Test("re-attach while a GLib thread iterates: no stale fd tags")
+    @Test("re-attach while a GLib thread iterates: no stale fd tags",
+          .disabled(if: underThreadSanitizer,
+                    "attaching hands a new GSource to a GLib thread under GLib's own mutex, a futex ThreadSanitizer cannot see"))
     func reattachWhileIterating() throws {
         let messages = GLibMessageCounter()
         defer { messages.remove() }
