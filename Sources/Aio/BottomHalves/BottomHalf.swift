@@ -34,12 +34,6 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     // DELETED first).
     unowned(unsafe) let context: AioContext
 
-    /// The context's notify state and BH list, retained (except by
-    /// one-shots, see `NotifyCore`): `schedule()` touches only this after it
-    /// has published the BH, so it never reaches a context the owner freed
-    /// meanwhile. Model of the window: AIO_FAULT_NOTIFY_AFTER_TEARDOWN.
-    private let core: Unmanaged<NotifyCore>
-
     /// PENDING | SCHEDULED | DELETED | ONESHOT | IDLE; see `BHFlags`.
     let flags: Atomic<UInt32>
 
@@ -62,6 +56,14 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     /// Whether this BH is in the context's registry of named BHs (all BHs made
     /// with `makeBottomHalf`; one-shots are not).
     let isRegistered: Bool
+
+    /// The context's notify state and BH list, retained (except by
+    /// one-shots, see `NotifyCore`): `schedule()` touches only this after it
+    /// has published the BH, so it never reaches a context the owner freed
+    /// meanwhile. Model of the window: AIO_FAULT_NOTIFY_AFTER_TEARDOWN.
+    /// Declared last: the dispatch reads `flags`, `next` and `callback`, and
+    /// they keep the offsets they had before this field existed.
+    private let core: Unmanaged<NotifyCore>
 
     init(context: AioContext, name: String, flags: UInt32, registered: Bool,
          callback: Callback) {
