@@ -16,7 +16,9 @@ import Synchronization
 /// - **Ownership** (``acquire()``/``release()``) is a recursive lock held
 ///   while the loop prepares, checks, dispatches and polls, and released
 ///   around the actual wait. A thread that holds it may also block in poll.
-///   GLib's callbacks take it for their duration.
+///   GLib's callbacks only try to take it: if another thread owns the
+///   context they report "not ready" and that thread dispatches (lock order:
+///   ownership, then GMainContext; see the README's threading contract).
 /// - Any thread may schedule BHs, call ``notify()``, and run
 ///   `poll(blocking: false)` (which takes ownership for its duration).
 ///
@@ -208,10 +210,15 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     // MARK: Ownership
 
     /// Takes ownership of the context (recursive). While held, this thread may
-    /// block in ``poll(blocking:)``; other threads' dispatches wait.
+    /// block in ``poll(blocking:)``; native polls on other threads wait, and
+    /// GLib's hooks report "not ready" (GLib runs its other sources).
     ///
     /// Thread-safe: may be called from any thread; blocks while another thread
-    /// owns the context outside a wait. QEMU: `aio_context_acquire()`.
+    /// owns the context outside a wait. Never call it while holding the
+    /// GMainContext the context is attached to (inside a GLib callback) if
+    /// another thread may own the context: the lock order is ownership, then
+    /// GMainContext, and debug builds trap on the wait.
+    /// QEMU: `aio_context_acquire()`.
     public func acquire() {
         ownership.acquire()
     }
