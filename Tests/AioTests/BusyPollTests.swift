@@ -107,13 +107,18 @@ struct BusyPollTests {
         let ran = Counter()
         let bh = ctx.makeBottomHalf(name: "tick") { _ in ran.increment() }
         var largest: Int64 = 0
-        // 5,000 events 20 µs apart, each after the previous one ran.
-        for _ in 0..<5_000 {
-            let before = ran.count
-            bh.schedule()
-            while ran.count == before { if dog.hasFired { break } }
-            spin(ns: 20_000)
-            largest = max(largest, ctx.notifierPollWindow.nanoseconds)
+        // 5,000 events 20 µs apart, each after the previous one ran; up to
+        // three such rounds while no spin has found work yet: the suite runs
+        // CPU-hungry tests beside this one on 2 cores, and a loop thread that
+        // is not scheduled cannot spin.
+        for _ in 0..<3 where ctx.statistics.busyPollHits == 0 {
+            for _ in 0..<5_000 {
+                let before = ran.count
+                bh.schedule()
+                while ran.count == before { if dog.hasFired { break } }
+                spin(ns: 20_000)
+                largest = max(largest, ctx.notifierPollWindow.nanoseconds)
+            }
         }
         let stats = ctx.statistics
         #expect(largest >= pollWindowStartNs, "the window never grew (largest \(largest) ns)")
