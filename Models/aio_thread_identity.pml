@@ -5,7 +5,7 @@
  * memory holds CAP threads and evicts the oldest entry (FIFO). Threads come
  * and go: with RECYCLED_KEYS a new thread gets the key of a thread that
  * has exited (a pthread_t that glibc hands out again), by default every
- * thread gets a key never used before (ThreadToken). README.md ("Thread
+ * thread gets a key never used before (its token). README.md ("Thread
  * identity: `aio_thread_identity.pml`") explains the results; run.sh knows
  * the expected verdicts.
  *
@@ -33,7 +33,7 @@
  *   mkey[]/mgen[], `used` and `nextEv` (threads, generations,
  *   nextEviction). generation(forThread:) -> lookup; remember(_:forThread:)
  *   -> remember. Capacity 16 in the code, CAP (1 or 2) here.
- * Sources/Aio/System/Lock.swift, currentThreadID() / ThreadToken: a key is
+ * Sources/Aio/System/Lock.swift, currentThreadID() (a C thread-local from CAioSupport): a key is
  *   a token from a process-wide counter, never given to another thread.
  *   RECYCLED_KEYS models the earlier key, pthread_self().
  * Sources/Aio/Context/AioContext+Poll.swift, pollOnce (inline poll):

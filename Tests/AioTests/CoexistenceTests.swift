@@ -5,21 +5,20 @@ import Synchronization
 import Testing
 
 /// A GLib thread that iterates one GMainContext (blocking) until stopped,
-/// counting its iterations, and a periodic GLib timeout on the same
+/// and a periodic GLib timeout on the same
 /// GMainContext that counts its ticks: GLib's progress, as a user's other
 /// sources see it.
 final class GLibIterator: @unchecked Sendable {
     // @unchecked Sendable: `thread` is written in init and by `stop` on the
     // test thread only; the rest is immutable or atomic.
     let mc: MainContextRef
-    let iterations = Counter()
     let ticks = Counter()
     let threadID = ThreadIDBox()
     private let stopping = TestEventFlag()
     private var thread: NativeThread?
     private var tickSource: UnsafeMutablePointer<GSource>?
 
-    init(_ mc: MainContextRef, tickMs: UInt32 = 0, notifying ctx: AioContext? = nil) throws {
+    init(_ mc: MainContextRef, tickMs: UInt32 = 0) throws {
         self.mc = mc
         if tickMs > 0 {
             let source = g_timeout_source_new(tickMs)!
@@ -30,14 +29,13 @@ final class GLibIterator: @unchecked Sendable {
             g_source_attach(source, mc.raw)
             tickSource = source
         }
-        let stopping = self.stopping, iterations = self.iterations, id = threadID
+        let stopping = self.stopping, id = threadID
         let started = TestEvent()
         thread = try NativeThread(name: "glib-iterator") {
             id.value.store(currentThreadID(), ordering: .releasing)
             started.signal()
             while !stopping.isSet {
-                if g_main_context_iteration(mc.raw, 1) != 0 { ctx?.notify() }
-                iterations.increment()
+                g_main_context_iteration(mc.raw, 1)
             }
         }
         precondition(started.wait(seconds: 10), "GLib thread did not start")

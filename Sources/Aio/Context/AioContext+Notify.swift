@@ -80,7 +80,6 @@ final class NotifyCore: @unchecked Sendable {
     /// Counters for the context's ``AioContext/statistics``.
     let stats = Counters()
 
-
     /// Set by the context's teardown before it drains the BH list; see
     /// `BottomHalf.scheduleUnlessTornDown`.
     let closed = Atomic<Bool>(false)
@@ -212,7 +211,7 @@ public struct NotifyToken: Sendable, Equatable {
 }
 
 /// A poll's private resources: the wake-up eventfd it sleeps on (when it
-/// advertises in `core.notifyMe`) and the buffers its fd wait fills.
+/// advertises in `notifyMe`) and the buffers its fd wait fills.
 final class WaitSlot: @unchecked Sendable {
     // @unchecked Sendable: a slot is used by one poll at a time (taken from
     // and returned to the registry under its lock).
@@ -267,7 +266,7 @@ final class WaiterRegistry: @unchecked Sendable {
 
     /// Takes a slot for a poll in flight. With `advertise`, the slot is also
     /// registered as a sleeper's: this must precede the caller's raise of
-    /// `core.notifyMe`, so a notify that sees the raise finds the slot (the lock
+    /// `notifyMe`, so a notify that sees the raise finds the slot (the lock
     /// orders the two).
     func takeSlot(advertise: Bool) -> WaitSlot {
         lock.lock()

@@ -59,9 +59,6 @@ final class OwnershipLock: @unchecked Sendable {
         owner.load(ordering: .relaxed) == currentThreadID()
     }
 
-    /// Whether any thread holds the lock now. Racy by nature.
-    var isHeld: Bool { state.load(ordering: .relaxed) != 0 }
-
     func acquire() {
         let me = currentThreadID()
         if owner.load(ordering: .relaxed) == me {
@@ -178,9 +175,6 @@ final class OwnershipLock: @unchecked Sendable {
         acquire()
         depth = saved
     }
-
-    /// The depth held by the calling thread (0 if it does not hold the lock).
-    var currentDepth: Int { isHeldByCurrentThread ? depth : 0 }
 
     private func unlock() -> Bool {
         owner.store(0, ordering: .relaxed)

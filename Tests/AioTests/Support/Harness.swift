@@ -31,8 +31,6 @@ final class Harness: @unchecked Sendable {
     /// `.both`: the thread iterating `mainContext`, and its stop flag.
     private var glibThread: NativeThread?
     private let glibStopping = TestEventFlag()
-    /// `.both`: GLib iterations the GLib thread has completed.
-    let glibIterations = Counter()
     /// `.both`: the GLib thread's id (`currentThreadID()`), 0 before it runs.
     let glibThreadID = ThreadIDBox()
     /// The thread that made the harness (the test's).
@@ -58,7 +56,6 @@ final class Harness: @unchecked Sendable {
         mainContext = mc
         if driver == .both {
             let stopping = glibStopping
-            let iterations = glibIterations
             let glibID = glibThreadID
             let started = TestEvent()
             let context = ctx
@@ -70,17 +67,12 @@ final class Harness: @unchecked Sendable {
                     // thread waits for in a native poll: wake it to look
                     // (what AioWait.kick() does for waitWhile).
                     if g_main_context_iteration(mc.raw, 1) != 0 { context.notify() }
-                    iterations.increment()
                 }
             }
             precondition(started.wait(seconds: 10), "GLib thread did not start")
             if self.holdsOwnership { ctx.acquire() }
         }
     }
-
-    /// Whether callbacks may run on another thread than the test's (the
-    /// GLib thread of `.both`).
-    var hasSecondDriver: Bool { driver == .both }
 
     /// Whether `thread` is one that drives the context: `native` (the loop
     /// thread, or the test's), or in `.both` also the GLib thread.
