@@ -14,6 +14,15 @@ let package = Package(
             pkgConfig: "glib-2.0",
             providers: [.apt(["libglib2.0-dev"])]
         ),
+        // liburing (Debian: liburing-dev, installed by scripts/deps.sh) behind
+        // plain C functions: the io_uring fd monitor, submissions, file I/O.
+        // liburing.h defines _GNU_SOURCE, which breaks Swift's Glibc module
+        // when imported directly; only uring.c includes it.
+        .target(
+            name: "CAioURing",
+            path: "Sources/CAioURing",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
         // The thread token (a C thread-local: one load to read it).
         .target(
             name: "CAioSupport",
@@ -21,7 +30,7 @@ let package = Package(
         ),
         .target(
             name: "Aio",
-            dependencies: ["CGLibShim", "CAioSupport"],
+            dependencies: ["CGLibShim", "CAioSupport", "CAioURing"],
             path: "Sources/Aio"
         ),
         // Stress harness: every thread role at once, with per-round watchdogs.
@@ -69,7 +78,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AioTests",
-            dependencies: ["Aio", "CGLibShim", "CAllocCounter"],
+            dependencies: ["Aio", "CGLibShim", "CAioURing", "CAllocCounter"],
             path: "Tests/AioTests"
         ),
     ]

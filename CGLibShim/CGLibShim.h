@@ -37,6 +37,7 @@ typedef struct {
     GSource source;
     void *owner;           /* Unmanaged<AioContext>, +1 released in finalize */
     gpointer notifier_tag; /* g_source_add_unix_fd tag of the GLib notifier */
+    gpointer timer_tag;    /* tag of the context's timerfd (sub-ms timers) */
 } AioShimSource;
 
 /*

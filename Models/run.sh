@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Model-check the models (the notify protocol, busy polling, GSource
-# ownership, fd dispatch, thread identity, nested GLib iterations) with SPIN
-# and compare every verdict with the expected one.
+# ownership, fd dispatch, thread identity, nested GLib iterations, io_uring
+# polls) with SPIN and compare every verdict with the expected one.
 #
 #   Models/run.sh [-j N] [--full] [--keep] [--only SUBSTRING]
 #
@@ -223,6 +223,26 @@ aio_nested_glib | FAULT_NESTED_LEND | safety | fail
 aio_nested_glib | FAULT_NESTED_LEND+NO_O_ITERATES_M | safety | pass
 aio_nested_glib | BH_WAITS_FOR_EVENT | safety | pass
 aio_nested_glib | BH_WAITS_FOR_EVENT | o_owns | fail
+aio_uring_poll | default | safety | pass
+aio_uring_poll | default | lost_byte | pass
+aio_uring_poll | NN=2 | safety | pass
+aio_uring_poll | NN=2 | lost_byte | pass
+aio_uring_poll | NN=2+NO_GLIB | safety | pass
+aio_uring_poll | NN=2+NO_GLIB | lost_byte | pass
+aio_uring_poll | WBYTES=3 | safety | pass
+aio_uring_poll | WBYTES=3 | lost_byte | pass
+aio_uring_poll | ALT_REARM_AT_REAP | safety | pass
+aio_uring_poll | ALT_REARM_AT_REAP | lost_byte | pass
+aio_uring_poll | ALT_ARMED_EPOCH_ONLY | safety | pass
+aio_uring_poll | FAULT_REAPER_EPOCH | safety | fail
+aio_uring_poll | FAULT_REAPER_EPOCH+NN=2+NO_GLIB | safety | fail
+aio_uring_poll | FAULT_NO_REARM_LIST | safety | fail
+aio_uring_poll | FAULT_NO_REARM_LIST | lost_byte | fail
+aio_uring_poll | FAULT_NO_REARM_LIST+NN=2+NO_GLIB | safety | pass
+aio_uring_poll | FAULT_NO_REARM_LIST+NN=2+NO_GLIB | lost_byte | pass
+aio_uring_poll | FAULT_DISPATCH_REMOVED | safety | fail
+aio_uring_poll | FAULT_EPOCH_BEFORE_CALLBACK | safety | fail
+aio_uring_poll | FAULT_ARM_EPOCH_LATE | safety | fail
 '
 # slow rows (--full): minutes, and up to ~2 GB of memory. Some WOPS=2 rows
 # above at the default WOPS=3, and the bigger configurations.
@@ -293,6 +313,10 @@ aio_poll | WITH_G | safety | pass
 aio_poll | WITH_G | lost_g | pass
 aio_poll | WITH_G | lost_item | pass
 aio_poll | ALT_BEGIN_IF_ALONE | lost_item | pass
+aio_uring_poll | NN=2+WBYTES=3 | safety | pass
+aio_uring_poll | NN=2+WBYTES=3 | lost_byte | pass
+aio_uring_poll | NN=2+ALT_REARM_AT_REAP | safety | pass
+aio_uring_poll | NN=2+ALT_REARM_AT_REAP | lost_byte | pass
 '
 
 rows="$rows_quick"

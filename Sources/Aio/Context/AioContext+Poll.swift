@@ -74,7 +74,7 @@ extension AioContext {
             notifyMemory.remember(core.notifyGeneration.load(ordering: .acquiring), forThread: thread)
         }
 
-        let watchesFDs = handlers.registeredCount.load(ordering: .relaxed) > 0
+        let watchesFDs = handlers.hasWatchedWork
         // Before any look at the fds: see `ReadyList.epoch` (dispatch once).
         let epochBeforeLook = handlerEpoch.load(ordering: .acquiring)
         var timeoutNs: Int64 = blocking ? computeTimeoutNs() : 0
@@ -208,8 +208,28 @@ extension AioContext {
             if drainingWakeup { slot.notifier.testAndClear() }
             waiters.returnSlot(slot)
         }
+        if let ring = handlers.ring {
+            if ring.finishedCount.load(ordering: .relaxed) > 0 {
+                progress = runRingCompletions(ring) || progress
+            }
+            handlers.afterDispatch()
+        }
+        if handlers.sweeps.load(ordering: .relaxed) { sweepClosedDescriptors() }
         dropStalePolledNodes()
         return runTimers() || progress
+    }
+
+    /// epoll and io_uring do not report a descriptor closed while
+    /// registered (ppoll does, as POLLNVAL): once a second, look at the
+    /// registered descriptors and treat a closed one as POLLNVAL. Owner-only.
+    private func sweepClosedDescriptors() {
+        if handlers.registeredCount.load(ordering: .relaxed) == 0 { return }
+        let now = monotonicNowNs()
+        if handlers.sweepTimeoutNs(now: now) > 0 { return }
+        handlers.sweepDeadline = now + HandlerTable.sweepIntervalNs
+        for node in handlers.sweepClosed() where !node.isDeleted {
+            dispatchInvalid(node)
+        }
     }
 
     /// Traps unless the calling thread may block in poll (ownership rule).
@@ -224,13 +244,20 @@ extension AioContext {
     func computeTimeoutNs() -> Int64 {
         let bhs = bhList.scanScheduled()
         if bhs.busy { return 0 }
+        if let ring = handlers.ring, ring.finishedCount.load(ordering: .relaxed) > 0 { return 0 }
         var timeout: Int64 = bhs.idle ? 10_000_000 : -1
-        if armedTimers.count.load(ordering: .relaxed) == 0 { return timeout }
-        // Index loops: `for x in array` allocates in unoptimised builds, and
-        // this is the hot path the allocation tests watch.
-        for i in timerLists.indices {
-            let t = timerLists[i].timeoutNs()
-            if t >= 0 && (timeout < 0 || t < timeout) { timeout = t }
+        if armedTimers.count.load(ordering: .relaxed) != 0 {
+            // Index loops: `for x in array` allocates in unoptimised builds, and
+            // this is the hot path the allocation tests watch.
+            for i in timerLists.indices {
+                let t = timerLists[i].timeoutNs()
+                if t >= 0 && (timeout < 0 || t < timeout) { timeout = t }
+            }
+        }
+        if handlers.sweeps.load(ordering: .relaxed) && handlers.registeredCount.load(ordering: .relaxed) > 0 {
+            // Wake for the closed-descriptor sweep.
+            let sweep = handlers.sweepTimeoutNs(now: monotonicNowNs())
+            if timeout < 0 || sweep < timeout { timeout = sweep }
         }
         return timeout
     }

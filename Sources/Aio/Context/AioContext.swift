@@ -91,8 +91,11 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// Pending BHs; see `NotifyCore`.
     let bhList: BHList
 
+    /// The timerfd GLib polls for sub-millisecond timers. Immutable reference.
+    let glibTimer: GLibTimerFD
+
     /// fd handlers and the fd monitor. Thread-safe (own lock).
-    let handlers = HandlerTable()
+    let handlers: HandlerTable
 
     /// One timer list per clock, indexed by `AioClock.rawValue`. Thread-safe.
     let timerLists: [TimerList]
@@ -128,9 +131,27 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// It also sets the calling thread's timer slack to 1 ns (as QEMU does for
     /// its loop threads), so timed waits wake at their deadline.
     ///
-    /// Throws if the kernel refuses its eventfds. QEMU: `aio_context_new()`.
-    public init(name: String = "aio") throws(AioError) {
+    /// `fdMonitor` forces a backend (see ``FDMonitorKind``); nil chooses:
+    /// the `AIO_FDMON` environment variable if set, else io_uring when the
+    /// kernel gives the process a ring, else ppoll with epoll from 64 fds.
+    /// When the choice falls back, the first context of the process says
+    /// why in a warning (``fdMonitorFallbackReason`` keeps it).
+    ///
+    /// Throws if the kernel refuses its eventfds, or the forced monitor.
+    /// QEMU: `aio_context_new()`.
+    public convenience init(name: String = "aio", fdMonitor: FDMonitorKind? = nil) throws(AioError) {
+        try self.init(name: name, fdMonitor: fdMonitor, simulatedRingErrno: 0)
+    }
+
+    /// `simulatedRingErrno`: tests make the ring's setup fail with it.
+    init(name: String, fdMonitor: FDMonitorKind?, simulatedRingErrno: Int32) throws(AioError) {
         self.name = name
+        self.handlers = try HandlerTable(preference: fdMonitor, simulatedRingErrno: simulatedRingErrno)
+        do {
+            self.glibTimer = try GLibTimerFD()
+        } catch {
+            throw .system(error)
+        }
         let core = try NotifyCore(contextName: name)
         self.core = core
         self.stats = core.stats
@@ -154,7 +175,18 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         ownership.beforeWaiting = { [unowned(unsafe) self] in self.checkLockOrderBeforeWaiting() }
         #endif
         Self.tightenTimerSlack()
+        if let reason = handlers.fallbackReason,
+           !Self.fallbackReported.exchange(true, ordering: .relaxed) {
+            warn("AioContext '\(name)': fd monitor: \(reason) (said once per process)")
+        }
     }
+
+    /// The first fallback of the process was reported.
+    private static let fallbackReported = Atomic<Bool>(false)
+
+    /// Why this context's automatic monitor choice is not io_uring (nil if
+    /// it is, or if the monitor was forced).
+    public var fdMonitorFallbackReason: String? { handlers.fallbackReason }
 
     #if DEBUG
     /// Debug builds: a thread about to wait for ownership must not hold the

@@ -33,7 +33,7 @@ private func withOwner<R>(_ source: UnsafeMutablePointer<GSource>?, _ body: (Aio
 
 private func aioSourcePrepare(_ source: UnsafeMutablePointer<GSource>?,
                               _ timeout: UnsafeMutablePointer<gint>?) -> gboolean {
-    let (ready, ms) = withOwner(source) { $0.gsourcePrepare() }
+    let (ready, ms) = withOwner(source) { $0.gsourcePrepare(source) }
     timeout?.pointee = ms
     return ready ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
 }
@@ -43,10 +43,16 @@ private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolea
         // GLib's query walks the source's fd list without the context lock, while
         // another thread's g_source_add/remove_unix_fd (under the handler table's
         // lock) may be changing that list: query under the same lock.
-        let revents = ctx.handlers.withLock {
-            g_source_query_unix_fd(source, shim(source).pointee.notifier_tag)
+        let (revents, timer, shared) = ctx.handlers.withLock {
+            (g_source_query_unix_fd(source, shim(source).pointee.notifier_tag),
+             g_source_query_unix_fd(source, shim(source).pointee.timer_tag),
+             ctx.handlers.glibSharedTagLocked.map { g_source_query_unix_fd(source, $0).rawValue != 0 } == true)
         }
-        return ctx.gsourceCheck(source, notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0)
+        // GLib dispatches a source any of whose fds has revents, whatever
+        // check says: each readable fd is drained here.
+        if timer.rawValue != 0 { ctx.glibTimer.drain() }
+        return ctx.gsourceCheck(source, notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0,
+                                sharedReadable: shared)
             ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
     }
 }
@@ -98,6 +104,7 @@ extension AioContext {
             g_source_set_can_recurse(source, AIO_SHIM_TRUE)
             g_source_set_priority(source, priority)
             shimSource.pointee.notifier_tag = g_source_add_unix_fd(source, glibNotifier.fd, G_IO_IN)
+            shimSource.pointee.timer_tag = g_source_add_unix_fd(source, glibTimer.fd, G_IO_IN)
             handlers.attachGLib(source)
             current = source
             return g_source_attach(source, mainContext)
@@ -133,7 +140,7 @@ extension AioContext {
     /// GSource prepare: advertise that GLib may sleep, then say how long.
     /// Returns readiness and the timeout in ms (-1: no limit).
     /// QEMU: `aio_ctx_prepare()`.
-    func gsourcePrepare() -> (ready: Bool, timeoutMs: Int32) {
+    func gsourcePrepare(_ source: UnsafeMutablePointer<GSource>?) -> (ready: Bool, timeoutMs: Int32) {
         // Before GLib looks at the fds: see `ReadyList.epoch`. GLib-thread
         // only (the thread holding the GMainContext).
         glibPollEpoch.store(handlerEpoch.load(ordering: .acquiring), ordering: .relaxed)
@@ -161,6 +168,9 @@ extension AioContext {
         guard ownership.tryAcquireOrDefer() else { return (ready: false, timeoutMs: 1) }
         #endif
         defer { releaseOwnership() }
+        // epoll/io_uring: GLib polls the monitor's one fd; arm what must be
+        // armed (and submit what is queued) before GLib may sleep on it.
+        handlers.glibPrepare(source)
         // The GLib thread's notify memory, as in a native poll: a notify since
         // this thread's last iteration returned keeps it awake, so a caller
         // iterating `while !done { g_main_context_iteration(ctx, TRUE) }`
@@ -186,7 +196,11 @@ extension AioContext {
         // The work scan in between only makes us ready sooner; safety rests on
         // the generation check. Without it GLib can sleep with a BH pending.
         // Model: Models/aio_notify_gen.pml, FAULT_G_WAIT_ORDER.
-        let ms = GLibTimeout.milliseconds(fromNs: computeTimeoutNs())
+        let timeoutNs = computeTimeoutNs()
+        let ms = GLibTimeout.milliseconds(fromNs: timeoutNs)
+        // GLib's timeout is in whole milliseconds, rounded up: the timerfd,
+        // armed to the earliest real-time deadline, wakes GLib on time.
+        if timeoutNs > 0 { glibTimer.arm(atNs: earliestRealtimeDeadlineNs()) }
         if ms == 0 || pollWork {
             // Ready now: GLib will poll with a zero timeout and, seeing us
             // ready, skip our check. Stop advertising at once, or every notify
@@ -225,7 +239,8 @@ extension AioContext {
 
     /// GSource check: stop advertising, take our wake-up, report readiness.
     /// QEMU: `aio_ctx_check()`.
-    func gsourceCheck(_ source: UnsafeMutablePointer<GSource>?, notifierReadable: Bool) -> Bool {
+    func gsourceCheck(_ source: UnsafeMutablePointer<GSource>?, notifierReadable: Bool,
+                      sharedReadable: Bool = false) -> Bool {
         // Stopping the advertisement and draining the GLib notifier need no
         // ownership (only this GLib thread drains it), so they happen even
         // when another thread owns the context: a deferred check leaves the
@@ -267,11 +282,21 @@ extension AioContext {
         dropStalePolledNodes()
         // Anything on the lists, even a deleted BH that only needs freeing,
         // earns a dispatch; so does a ready handler or a due timer.
-        let handlersReady = handlers.registeredCount.load(ordering: .relaxed) > 0
-            && handlers.glibCheck(source)
-        glibReventsEpoch = glibPollEpoch.load(ordering: .relaxed)
+        var handlersReady = false
+        let pollEpoch = glibPollEpoch.load(ordering: .relaxed)
+        // The monitor's shared fd is read even with no handler left: a
+        // completion of a poll remove, or a stale epoll registration, keeps
+        // it readable until taken.
+        if handlers.hasWatchedWork || sharedReadable {
+            let checked = handlers.glibCheck(source, pollEpoch: pollEpoch)
+            handlersReady = checked.ready
+            glibReventsEpoch = checked.epoch
+        } else {
+            glibReventsEpoch = pollEpoch
+        }
         rememberGeneration()
-        return bhList.hasEntries || handlersReady || timerDue()
+        let ringDone = (handlers.ring?.finishedCount.load(ordering: .relaxed) ?? 0) > 0
+        return bhList.hasEntries || handlersReady || ringDone || timerDue()
     }
 
     /// GSource dispatch: run the work. QEMU: `aio_ctx_dispatch()`.
@@ -286,8 +311,7 @@ extension AioContext {
         defer { releaseOwnership() }
         Counters.bump(stats.iterations)
         // A slot only for its ready list: nested iterations get their own.
-        let slot = handlers.registeredCount.load(ordering: .relaxed) > 0
-            ? waiters.takeSlot(advertise: false) : nil
+        let slot = handlers.hasWatchedWork ? waiters.takeSlot(advertise: false) : nil
         if let slot {
             handlers.glibCollect(into: slot.buffers.ready, for: source)
             slot.buffers.ready.epoch = glibReventsEpoch

@@ -58,6 +58,12 @@ final class FDHandlerNode: @unchecked Sendable {
     /// Set after POLLNVAL: the fd is no longer polled. Protected by the table lock.
     var invalid = false
 
+    /// io_uring: a poll of this node is in the ring. Protected by the table lock.
+    var uringArmed = false
+    /// io_uring: the dispatch epoch read when the poll in flight was armed
+    /// (what its completion reports is as of then). Protected by the table lock.
+    var armedEpoch: UInt64 = 0
+
     /// Owner-only: consecutive dispatches that reported POLLHUP/POLLERR.
     var hangupStreak = 0
 
@@ -337,7 +343,7 @@ extension AioContext {
     /// POLLNVAL: the fd was closed behind our back. The callbacks run once, as
     /// for POLLERR, so the owner's error path sees EBADF; then the handler is
     /// no longer polled (no spinning) and a warning names it.
-    private func dispatchInvalid(_ node: FDHandlerNode) {
+    func dispatchInvalid(_ node: FDHandlerNode) {
         // Once: both drivers may report POLLNVAL (it is permanent, so a
         // re-check cannot tell); the first marks the node.
         guard handlers.markInvalid(node) else { return }

@@ -21,15 +21,90 @@ final class HandlerTable: @unchecked Sendable {
     var byFD: [Int32: FDHandlerNode] = [:]
     private var nextGeneration: UInt32 = 0
 
-    /// The backend. Starts as poll; upgraded to epoll at `epollThreshold`
-    /// registered fds; back to poll for good if epoll ever fails.
-    private(set) var monitor: FDMonitor = PollMonitor()
-    private var epollDisabled = false
+    /// The backend (see `init`). Automatic without a ring: poll, upgraded to
+    /// epoll at `epollThreshold` registered fds; back to poll for good if
+    /// epoll ever fails.
+    private(set) var monitor: FDMonitor
+    private var epollDisabled: Bool
     /// QEMU upgrades at 64 fds.
     static let epollThreshold = 64
 
-    /// The attached GSource; handlers are added to it as unix fds.
+    /// The context's io_uring ring, when the monitor is io_uring (for the
+    /// whole life of the context). Immutable.
+    let ring: Ring?
+    /// The io_uring monitor, when there is one. Immutable.
+    let uring: URingMonitor?
+
+    /// Why the automatic choice could not use io_uring, if it could not.
+    let fallbackReason: String?
+
+    /// The attached GSource; handlers are added to it as unix fds (one per
+    /// handler under poll; the monitor's one fd under epoll and io_uring).
     var glibSource: UnsafeMutablePointer<GSource>?
+    /// The GLib tag of the monitor's shared fd while attached, and that fd.
+    private var glibSharedTag: gpointer?
+    private var glibSharedFD: Int32 = -1
+    /// Handlers the last GLib checks found ready (shared-fd mode), for the
+    /// dispatch to walk, and the lowest dispatch epoch they were seen at.
+    private var glibReady: [FDHandlerNode] = []
+    private var glibReadyEpoch: UInt64 = .max
+    /// Epoll's buffers for GLib's harvest. Under `lock`.
+    let harvestBuffers = PollBuffers()
+
+    /// Monitor choice: an explicit `preference` that cannot be had throws;
+    /// `nil` reads `AIO_FDMON` (poll, epoll, io_uring; a choice it names
+    /// that fails falls back, with the reason), and otherwise takes
+    /// io_uring if the kernel gives a ring, else poll with the epoll upgrade.
+    init(preference: FDMonitorKind?, simulatedRingErrno: Int32 = 0) throws(AioError) {
+        var choice = preference
+        let forced = preference != nil
+        var reason: String? = nil
+        if choice == nil, let env = getenv("AIO_FDMON") {
+            let value = String(cString: env)
+            if let named = FDMonitorKind(rawValue: value) {
+                choice = named
+            } else if !value.isEmpty {
+                reason = "AIO_FDMON='\(value)' is not poll, epoll or io_uring; choosing automatically"
+            }
+        }
+        func makeRing() throws(SystemCallError) -> Ring {
+            if simulatedRingErrno != 0 { throw SystemCallError(call: "io_uring_setup", errno: simulatedRingErrno) }
+            return try Ring()
+        }
+        var ring: Ring? = nil
+        var monitor: FDMonitor = PollMonitor()
+        var epollDisabled = false
+        switch choice {
+        case .poll?:
+            epollDisabled = true
+        case .epoll?:
+            do {
+                monitor = try EpollMonitor()
+            } catch {
+                if forced { throw .system(error) }
+                reason = "AIO_FDMON=epoll: \(error); using poll"
+            }
+        case .ioUring?, nil:
+            do {
+                ring = try makeRing()
+            } catch {
+                if forced { throw .system(error) }
+                reason = (reason.map { $0 + "; " } ?? "") + "io_uring unavailable (\(error)); using poll, and epoll from \(Self.epollThreshold) fds"
+            }
+        }
+        if let ring {
+            let uring = URingMonitor(ring: ring)
+            monitor = uring
+            self.uring = uring
+        } else {
+            self.uring = nil
+        }
+        self.ring = ring
+        self.monitor = monitor
+        self.epollDisabled = epollDisabled
+        self.fallbackReason = reason
+        self.sweeps.store(monitor.kind != .poll, ordering: .relaxed)
+    }
 
     // SAFETY: set once by the owning context's init; the context owns the table.
     unowned(unsafe) var ownerRef: AioContext?
@@ -40,6 +115,13 @@ final class HandlerTable: @unchecked Sendable {
     /// notifies, so the next poll sees it.
     let registeredCount = Atomic<Int>(0)
 
+    /// Whether a poll must look at the monitor: handlers, or operations of
+    /// the caller's in the ring.
+    var hasWatchedWork: Bool {
+        registeredCount.load(ordering: .relaxed) > 0
+            || (ring?.operationsInFlight.load(ordering: .relaxed) ?? 0) > 0
+    }
+
     /// Handlers with busy-poll hooks. Under `lock`; the owner caches a copy
     /// while `polledVersion` stays the same.
     private(set) var polled: [FDHandlerNode] = []
@@ -49,8 +131,6 @@ final class HandlerTable: @unchecked Sendable {
     /// one, busy polling would miss its events, so the loop does not
     /// busy-poll (QEMU's `poll_disable_cnt`). Written under `lock`.
     let unpolledCount = Atomic<Int>(0)
-
-    init() {}
 
     /// A snapshot of the polled handlers. Takes `lock`.
     func polledSnapshot() -> (nodes: [FDHandlerNode], version: UInt64) {
@@ -106,7 +186,7 @@ final class HandlerTable: @unchecked Sendable {
         } catch {
             warning = fallBackToPoll(after: error)
         }
-        if let source = glibSource {
+        if let source = glibSource, monitor.sharedFD == nil {
             node.glibTag = g_source_add_unix_fd(source, fd, GIOCondition(UInt32(node.pollEvents)))
         }
         if monitor.kind == .poll && !epollDisabled && active.count >= Self.epollThreshold {
@@ -210,6 +290,8 @@ final class HandlerTable: @unchecked Sendable {
             return "AioContext '\(owner.name)': cannot switch to epoll (\(error)); staying with poll"
         }
         monitor = epoll
+        sweeps.store(true, ordering: .relaxed)
+        glibUseMonitorFDs()
         return nil
     }
 
@@ -221,6 +303,8 @@ final class HandlerTable: @unchecked Sendable {
         retired.append(monitor)
         monitor = PollMonitor()
         epollDisabled = true
+        sweeps.store(false, ordering: .relaxed)
+        glibUseMonitorFDs()
         return "AioContext '\(owner.name)': epoll failed (\(error)); falling back to poll for good"
     }
 
@@ -243,32 +327,97 @@ final class HandlerTable: @unchecked Sendable {
 
     // MARK: GLib
 
-    /// Adds every handler's fd to a newly attached source.
+    /// Adds the handlers' fds (or the monitor's one fd) to a newly attached source.
     func attachGLib(_ source: UnsafeMutablePointer<GSource>) {
         withLock {
             glibSource = source
-            for node in active where !node.invalid {
+            glibUseMonitorFDs()
+        }
+    }
+
+    /// Under `lock`: makes the attached source poll what the current
+    /// monitor needs: its one fd, or one fd per handler. Called at attach
+    /// and whenever the monitor (or its shared fd) changes.
+    private func glibUseMonitorFDs() {
+        guard let source = glibSource else { return }
+        if let shared = monitor.sharedFD {
+            for node in active {
+                if let tag = node.glibTag { g_source_remove_unix_fd(source, tag) }
+                node.glibTag = nil
+            }
+            if glibSharedFD != shared {
+                if let tag = glibSharedTag { g_source_remove_unix_fd(source, tag) }
+                glibSharedTag = g_source_add_unix_fd(source, shared, G_IO_IN)
+                glibSharedFD = shared
+            }
+        } else {
+            if let tag = glibSharedTag { g_source_remove_unix_fd(source, tag) }
+            glibSharedTag = nil
+            glibSharedFD = -1
+            for node in active where !node.invalid && node.glibTag == nil {
                 node.glibTag = g_source_add_unix_fd(source, node.fd, GIOCondition(UInt32(node.pollEvents)))
             }
         }
     }
 
+    /// The monitor's shared fd changed (an epoll rebuild). Under `lock`.
+    func sharedFDChanged() {
+        glibUseMonitorFDs()
+    }
+
+    /// The shared fd's GLib tag, if GLib polls one. Under `lock`.
+    var glibSharedTagLocked: gpointer? { glibSharedTag }
+
     /// Forgets the source (its fds go with it).
     func detachGLib() {
         withLock {
             glibSource = nil
+            glibSharedTag = nil
+            glibSharedFD = -1
             for node in active { node.glibTag = nil; node.glibRevents = 0 }
+            glibReady.removeAll()
+            glibReadyEpoch = .max
         }
     }
 
-    /// GSource check: records each handler's revents; returns whether any
-    /// handler is ready.
-    func glibCheck(_ source: UnsafeMutablePointer<GSource>?) -> Bool {
+    /// GSource prepare, under ownership: what the monitor must do before
+    /// GLib may sleep on its shared fd (io_uring: arm the polls and submit
+    /// deferred entries; epoll: a pending rebuild).
+    func glibPrepare(_ source: UnsafeMutablePointer<GSource>?) {
+        guard monitor.sharedFD != nil || ring != nil else { return }
+        withLock {
+            guard source == glibSource else { return }
+            monitor.prepareShared(table: self)
+            if let ring { ring.withLock { ring.submitDeferredLocked() } }
+        }
+    }
+
+    /// GSource check: records each ready handler's revents. Returns whether
+    /// any handler is ready, and the lowest dispatch epoch its readiness was
+    /// seen at (`pollEpoch`, the epoch of GLib's prepare, or earlier when an
+    /// io_uring poll was armed before it).
+    func glibCheck(_ source: UnsafeMutablePointer<GSource>?, pollEpoch: UInt64) -> (ready: Bool, epoch: UInt64) {
         withLock {
             // A check of a source detached meanwhile (a detach and attach on
             // another thread while GLib was between poll and check): the
             // nodes' tags belong to the new source. Nothing to report.
-            guard source == glibSource else { return false }
+            guard source == glibSource else { return (false, pollEpoch) }
+            if let sharedTag = glibSharedTag {
+                // One fd for every handler: take what the monitor has (io_uring
+                // completions are in memory; epoll is read only when its fd
+                // is readable). Entries from a check whose dispatch was
+                // skipped stay, with their epoch.
+                let readable = g_source_query_unix_fd(source, sharedTag).rawValue != 0
+                if readable || monitor.kind == .ioUring {
+                    monitor.harvest(table: self) { node, revents, epoch in
+                        if node.glibRevents == 0 { glibReady.append(node) }
+                        node.glibRevents |= revents
+                        let seen = min(epoch, pollEpoch)
+                        if seen < glibReadyEpoch { glibReadyEpoch = seen }
+                    }
+                }
+                return (!glibReady.isEmpty, min(glibReadyEpoch, pollEpoch))
+            }
             var any = false
             for node in active {
                 guard let tag = node.glibTag else { continue }
@@ -276,7 +425,7 @@ final class HandlerTable: @unchecked Sendable {
                 node.glibRevents = revents
                 if revents != 0 { any = true }
             }
-            return any
+            return (any, pollEpoch)
         }
     }
 
@@ -286,10 +435,71 @@ final class HandlerTable: @unchecked Sendable {
         withLock {
             // As in `glibCheck`: revents recorded for another source.
             guard source == glibSource else { return }
+            if glibSharedTag != nil {
+                // Only the ready ones: the cost does not grow with the handlers.
+                for node in glibReady where node.glibRevents != 0 {
+                    if !node.invalid && node.index >= 0 { ready.append(node, node.glibRevents) }
+                    node.glibRevents = 0
+                }
+                glibReady.removeAll(keepingCapacity: true)
+                glibReadyEpoch = .max
+                return
+            }
             for node in active where node.glibRevents != 0 && !node.invalid {
                 ready.append(node, node.glibRevents)
                 node.glibRevents = 0
             }
+        }
+    }
+
+    // MARK: io_uring
+
+    /// End of a dispatch pass (owner): arm the polls whose completions were
+    /// just dispatched, and submit the entries queued during the pass.
+    @inline(__always)
+    func afterDispatch() {
+        guard let uring else { return }
+        if uring.armsPending.load(ordering: .relaxed) || uring.ring.deferredSubmissions.load(ordering: .relaxed) {
+            withLock {
+                uring.armPending(table: self)
+                uring.ring.withLock { uring.ring.submitDeferredLocked() }
+            }
+        }
+    }
+
+    // MARK: Descriptors closed while registered
+
+    /// Whether the monitor needs the sweep: epoll and io_uring do not report
+    /// a closed descriptor (ppoll does: POLLNVAL).
+    let sweeps = Atomic<Bool>(false)
+    /// When the next sweep is due (monotonic ns; 0: not scheduled). Owner-only.
+    @exclusivity(unchecked) var sweepDeadline: Int64 = 0
+    /// Where the next sweep starts in `active`. Under `lock`.
+    private var sweepCursor = 0
+    static let sweepIntervalNs: Int64 = 1_000_000_000
+    static let sweepBatch = 8_192
+
+    /// Whether a sweep is due now; schedules the first one. Owner-only.
+    func sweepTimeoutNs(now: Int64) -> Int64 {
+        if sweepDeadline == 0 { sweepDeadline = now + Self.sweepIntervalNs }
+        return max(sweepDeadline - now, 0)
+    }
+
+    /// Checks up to `sweepBatch` registered descriptors (round robin) and
+    /// returns the handlers whose descriptor is no longer open. Takes `lock`.
+    func sweepClosed() -> [FDHandlerNode] {
+        withLock {
+            var closed: [FDHandlerNode] = []
+            let n = active.count
+            if n == 0 { return closed }
+            if sweepCursor >= n { sweepCursor = 0 }
+            for _ in 0..<min(n, Self.sweepBatch) {
+                let node = active[sweepCursor]
+                if !node.invalid && fcntl(node.fd, F_GETFD) == -1 && errno == EBADF { closed.append(node) }
+                sweepCursor += 1
+                if sweepCursor >= n { sweepCursor = 0 }
+            }
+            return closed
         }
     }
 }

@@ -30,6 +30,12 @@ public enum AioError: Error, Equatable, CustomStringConvertible, Sendable {
     /// An async wait on a descriptor that has a handler registered with
     /// `setHandler`: the two would replace each other's callbacks.
     case descriptorInUse(fd: Int32, handler: String)
+    /// An io_uring submission on a context without a ring (its fd monitor
+    /// is not io_uring; see ``AioContext/hasRing``).
+    case noRing(context: String)
+    /// An argument the library rejects before any system call (a negative
+    /// offset, a count too large), named with the rule it breaks.
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -37,6 +43,9 @@ public enum AioError: Error, Equatable, CustomStringConvertible, Sendable {
         case .badDescriptor(let fd, let reason): return "bad file descriptor \(fd): \(reason)"
         case .descriptorInUse(let fd, let handler):
             return "file descriptor \(fd) has handler '\(handler)'; an async wait cannot share a descriptor with setHandler"
+        case .noRing(let context):
+            return "AioContext '\(context)' has no io_uring ring (its fd monitor is not io_uring)"
+        case .invalidArgument(let rule): return "invalid argument: \(rule)"
         }
     }
 }

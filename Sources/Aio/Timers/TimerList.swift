@@ -85,6 +85,12 @@ final class TimerList: @unchecked Sendable {
         }
     }
 
+    /// The earliest deadline (ns on the list's clock), -1 if none.
+    func firstDeadlineNs() -> Int64 {
+        if armedCount.load(ordering: .relaxed) == 0 { return -1 }
+        return withLock { heap.first?.expireNs ?? -1 }
+    }
+
     /// ns until the earliest deadline: 0 if due, -1 if none (or, on the
     /// virtual clock, if not due: it only moves when advanced, which notifies).
     func timeoutNs() -> Int64 {

@@ -18,4 +18,11 @@ static inline uintptr_t aio_thread_token(void) {
     return token != 0 ? token : aio_thread_token_assign();
 }
 
+/*
+ * Sets the calling thread's timer slack to 1 ns, once per thread: a timerfd
+ * armed by a thread expires up to that thread's slack late (50 us by
+ * default), and GLib threads arm the context's timerfd.
+ */
+void aio_tighten_timer_slack_once(void);
+
 #endif

@@ -1,0 +1,154 @@
+import CAioURing
+import Glibc
+import Synchronization
+
+/// What the kernel answered for one submitted entry: `res` and `flags` of
+/// its completion (`struct io_uring_cqe`).
+public struct RingCompletion: Sendable, Equatable {
+    /// The operation's result: a count or value on success, `-errno` on failure.
+    public var result: Int32
+    /// The completion's flags (`IORING_CQE_F_*`).
+    public var flags: UInt32
+
+    public init(result: Int32, flags: UInt32) {
+        self.result = result
+        self.flags = flags
+    }
+}
+
+/// One of the caller's operations in the ring. Its address (tagged) is the
+/// entry's `user_data`; the ring holds it (+1) from submission to completion.
+final class RingOperation: @unchecked Sendable {
+    // @unchecked Sendable: `inFlight` and `completion` are touched under the
+    // ring's lock (and read by the owner after `takeFinished`, which took
+    // it); `callback` is immutable.
+    let callback: @Sendable (RingCompletion) -> Void
+    var inFlight = false
+    var completion = RingCompletion(result: 0, flags: 0)
+
+    init(_ callback: @escaping @Sendable (RingCompletion) -> Void) {
+        self.callback = callback
+    }
+
+    var userData: UInt64 {
+        AIO_URING_OPERATION_TAG | UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque()))
+    }
+}
+
+/// A submitted operation, to cancel it. Holding it keeps the operation's
+/// identity unique, so a late ``cancel()`` can never reach another one.
+public final class RingRequest: Sendable {
+    let op: RingOperation
+    let ring: Ring
+
+    init(op: RingOperation, ring: Ring) {
+        self.op = op
+        self.ring = ring
+    }
+
+    /// Asks the kernel to cancel the operation (`IORING_OP_ASYNC_CANCEL`).
+    /// Its completion still comes, once: with `-ECANCELED` if the cancel won,
+    /// with its own result if it had finished or could not be stopped.
+    /// Thread-safe; does nothing once the completion is in.
+    public func cancel() {
+        ring.withLock { ring.cancelLocked(op) }
+    }
+}
+
+extension AioContext {
+    /// Whether the context has an io_uring ring: its fd monitor is
+    /// ``FDMonitorKind/ioUring``. Submissions need one; the file I/O calls
+    /// use the thread pool without one.
+    public var hasRing: Bool { handlers.ring != nil }
+
+    /// Submits one io_uring operation and runs `completion` with its result
+    /// on the context's thread, at a safe point of the loop (like a BH), in
+    /// a native poll or a GLib dispatch. QEMU: `aio_add_sqe()`.
+    ///
+    /// `prepare` fills the entry (start from the zeroed one it gets, e.g.
+    /// `aio_uring_prep_read(&sqe, ...)`); the library sets `user_data`. Every
+    /// buffer and structure the entry points to must stay valid until the
+    /// completion has run: that part is the caller's to keep, which is why
+    /// the file I/O calls (``read(from:into:at:)`` and the others) are the
+    /// safe way to do I/O.
+    ///
+    /// Any thread. From the context's own thread the entry is handed to the
+    /// kernel at the end of the current dispatch pass (batched with others);
+    /// from any other thread at once. A full submission queue is submitted
+    /// and retried: nothing is dropped.
+    ///
+    /// Throws ``AioError/noRing`` if the context has no ring.
+    @discardableResult
+    public func submit(
+        _ prepare: (inout io_uring_sqe) -> Void,
+        completion: @escaping @Sendable (RingCompletion) -> Void
+    ) throws(AioError) -> RingRequest {
+        guard let ring = handlers.ring else { throw .noRing(context: name) }
+        var entry = io_uring_sqe()
+        prepare(&entry)
+        let op = RingOperation(completion)
+        let ownerThread = ownership.isHeldByCurrentThread
+        ring.withLock { ring.queueLocked(op, entry: entry, submitNow: !ownerThread) }
+        // A deferred entry is submitted by the end of this dispatch pass, or
+        // by the next wait or GLib prepare: make sure there is one.
+        if ownerThread { notify() }
+        return RingRequest(op: op, ring: ring)
+    }
+
+    /// Submits one io_uring operation and returns its completion. Same rules
+    /// as ``submit(_:completion:)``.
+    ///
+    /// Cancelling the task cancels the operation (`IORING_OP_ASYNC_CANCEL`)
+    /// and still waits for its completion, so nothing it points to is used
+    /// after the call returns: then `CancellationError` is thrown if the
+    /// cancel won (`-ECANCELED`), and the completion is returned otherwise.
+    public func submit(_ prepare: (inout io_uring_sqe) -> Void) async throws -> RingCompletion {
+        guard handlers.ring != nil else { throw AioError.noRing(context: name) }
+        var entry = io_uring_sqe()
+        prepare(&entry)
+        let request = try await submitEntry(entry)
+        return request
+    }
+
+    /// The async submission of a prepared entry, with cancellation.
+    func submitEntry(_ entry: io_uring_sqe) async throws -> RingCompletion {
+        try Task.checkCancellation()
+        let once = ResumeOnce<RingCompletion>()
+        let slot = Locked<(request: RingRequest?, cancelled: Bool)>((nil, false))
+        let completion: RingCompletion = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                once.install(continuation)
+                slot.withLock { state in
+                    // Decided under the slot's lock: a cancel before this
+                    // point finds no request and then nothing is submitted.
+                    if state.cancelled {
+                        once.resolve(.failure(CancellationError()))
+                        return
+                    }
+                    do {
+                        state.request = try submit({ $0 = entry }) { completion in
+                            once.resolve(.success(completion))
+                        }
+                    } catch {
+                        once.resolve(.failure(error))
+                    }
+                }
+            }
+        } onCancel: {
+            let request: RingRequest? = slot.withLock { state in
+                state.cancelled = true
+                return state.request
+            }
+            request?.cancel()
+        }
+        if completion.result == -ECANCELED && Task.isCancelled { throw CancellationError() }
+        return completion
+    }
+
+    /// Runs the callbacks of the callers' operations that completed. Owner-only.
+    func runRingCompletions(_ ring: Ring) -> Bool {
+        let done = ring.takeFinished()
+        for op in done { op.callback(op.completion) }
+        return !done.isEmpty
+    }
+}
