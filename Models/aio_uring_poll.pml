@@ -1,18 +1,19 @@
 /*
- * aio_uring_poll.pml: the io_uring fd monitor. Each handler node has one
- * ONE-SHOT poll (IORING_OP_POLL_ADD) in the ring; after its completion
- * (CQE) is reaped, the node is re-armed, so that the handler stays
- * level-triggered. Two pollers share the context: a native blocking poll
- * and the GLib thread (our GSource). Three promises:
+ * aio_uring_poll.pml: the io_uring fd monitor (URingMonitor). Each handler
+ * node has one ONE-SHOT poll (IORING_OP_POLL_ADD) in the ring; once its
+ * completion (CQE) is taken, the node goes on the `toArm` list and is armed
+ * again, so that the handler stays level-triggered. Two pollers share the
+ * context: a native blocking poll and the GLib thread (our GSource). Three
+ * promises:
  *   1. dispatch once: a readiness that a CQE reported and that another
  *      poller's callback has consumed meanwhile is not dispatched again
  *      (the read callback would find nothing; a blocking read would hang);
  *   2. no lost readiness: every byte written is eventually read while the
- *      handler is registered, even when GLib's dispatch is skipped after
- *      its check reaped the CQE;
+ *      handler is registered, also when GLib's dispatch is skipped after
+ *      its check took the CQE;
  *   3. no callback after removal: once removeHandler has returned on a
  *      thread that does not own the context, no callback of that handler
- *      starts, including for a CQE reaped after the removal.
+ *      starts, also for a CQE taken after the removal.
  * README.md ("io_uring polls: `aio_uring_poll.pml`") explains the results;
  * run.sh knows the expected verdicts.
  *
@@ -28,18 +29,20 @@
  *
  * Threads:
  *   N   a native blocking poll (pollOnce), forever: acquire ownership, read
- *       the epoch, release ownership around the wait; the monitor's wait
- *       re-arms the nodes on the re-arm list, sleeps until a CQE is
- *       posted, and reaps it, all without ownership; take ownership back,
- *       dispatch, release. NN=2 runs two of them.
- *   G   the GLib thread, forever: prepare (reads the epoch, re-arms the
- *       list, without ownership), GLib's poll (returns when the ring has a
- *       CQE), check (tryAcquireOrDefer; reaps under ownership into its
- *       list), dispatch (tryAcquireOrDefer again: if another thread took
- *       ownership in between, the list check collected is dropped).
- *       NO_GLIB leaves it out.
- *   R   may remove the handler (or never does): from a thread that does
- *       not own the context, then waits for running callbacks.
+ *       the epoch, release ownership around the wait. The wait arms the
+ *       nodes on toArm, sleeps until the ring has a CQE, and takes it
+ *       (harvest), all without ownership. Take ownership back; take what
+ *       GLib's check collected and GLib could not dispatch (the fix, see
+ *       SPEC_GLIB_ONLY_COLLECTS); dispatch; arm toArm again
+ *       (afterDispatch); release. NN=2 runs two of them.
+ *   G   the GLib thread, forever: prepare (reads the epoch; if
+ *       tryAcquireOrDefer succeeds, arms toArm), GLib's poll (returns when
+ *       the ring has a CQE), check (tryAcquireOrDefer; harvests into the
+ *       table's GLib ready set), dispatch (tryAcquireOrDefer again; if
+ *       another thread took ownership in between, the ready set stays for
+ *       the next check; GLIB_DROPS drops it). NO_GLIB leaves G out.
+ *   R   removes the handler, or never does: from a thread that does not
+ *       own the context; then waits until no callback runs.
  *   P   the peer that writes the fd.
  *   Watch  when nothing can move, a byte left in the fd of a registered
  *       handler is a lost readiness: the watchdog then blocks outside an
@@ -49,44 +52,59 @@
  * Model step -> Swift code
  * ---------------------------------------------------------------------------
  * AioContext.handlerEpoch -> epoch; FDHandlerNode.dispatchedAt ->
- * dispatchedAt; FDHandlerNode.state -> state; ReadyList.epoch -> each
- * poller's E (its list epoch) and, per entry, ent. The io_uring monitor
- * (the FDMonitor backend being added under Sources/Aio/Monitor/): per node
- * `armed`, `armedEpoch` and membership of the re-arm list (`rearm`), all
- * under the handler table's lock (`tlock`). The kernel's side: `kpoll` (the
- * poll waits for readiness) and `cqe` (a completion posted and not reaped:
- * POLLIN or -ECANCELED).
- *   A1  re-arm (the monitor's wait, gsourcePrepare; every path that may
- *       sleep and every non-blocking look does it first): lock the table;
- *       for a node on the list, registered and not armed: armedEpoch =
- *       handlerEpoch (acquiring load), read BEFORE the submission
- *   A2  submit IORING_OP_POLL_ADD; armed = true. The kernel looks at the
- *       fd at once: readable -> a CQE now, else the poll waits and the
- *       peer's write posts the CQE. Unlock the table.
- *   C1  reap (the native wait without ownership; gsourceCheck under
- *       ownership): lock the table; for each CQE: armed = false; a node
- *       not deleted goes on the re-arm list and into the reaper's ready
- *       list with ent = min(E, armedEpoch); unlock
+ * dispatchedAt; FDHandlerNode.state -> state; FDHandlerNode.uringArmed ->
+ * armed; FDHandlerNode.armedEpoch -> armedEpoch; URingMonitor.toArm (and
+ * armsPending) -> toArm; the handler table's lock -> tlock. A native
+ * poll's ReadyList.epoch -> its E, then ent. HandlerTable.glibReady /
+ * glibReadyEpoch -> gRdy / gEnt; glibPollEpoch -> G's E; glibReventsEpoch
+ * -> rEnt. The kernel: kpoll (the poll waits for readiness) and cqe (a
+ * completion posted and not taken: POLLIN or -ECANCELED; the ring fd is
+ * readable while there is one).
+ * Sources/Aio/Monitor/URingMonitor.swift:
+ *   A1  armPending, under the table lock: epoch =
+ *       handlerEpoch.load(acquiring), BEFORE the submission; for a node on
+ *       toArm that is registered and not armed: uringArmed = true,
+ *       armedEpoch = epoch
+ *   A2  ring.submitLocked(): the kernel looks at the fd at once: readable
+ *       -> a CQE now, else the poll waits and the peer's write posts the
+ *       CQE. Then the table lock is released. A1 and A2 are two steps: the
+ *       owner's dispatch (no table lock) and the peer's write can come
+ *       between the epoch read and the submission.
+ *   C1  harvest, under the table lock: a CQE whose node is no longer in
+ *       the table (removed) is dropped. Else uringArmed = false, the node
+ *       goes on toArm, and a POLLIN result is reported with the node's
+ *       armedEpoch: the reaper's list epoch becomes min(E, armedEpoch)
+ *   wait: A1-A2 (armPending), ppoll(wake fd, ring fd), C1 (harvest)
  * Sources/Aio/Context/AioContext+Poll.swift, pollOnce (proctype N):
- *   ownership.acquire(); epochBeforeLook = handlerEpoch; releaseAll; the
- *   monitor's wait (A1, A2, sleep, C1); reacquire; dispatchAll; release.
- * Sources/Aio/GLib/GSource.swift (proctype G):
+ *   ownership.acquire(); epochBeforeLook = handlerEpoch; releaseAll;
+ *   handlers.wait (above); reacquire; dispatchAll: (the fix, not in
+ *   de08c64: under the table lock, move glibReady into the ready list,
+ *   ready.epoch = min(ready.epoch, glibReadyEpoch)); dispatchHandlers,
+ *   then HandlerTable.afterDispatch: if armsPending (read without the
+ *   lock), armPending under the table lock; release.
+ * Sources/Aio/GLib/GSource.swift + HandlerTable.swift (proctype G):
  *   gsourcePrepare: glibPollEpoch = handlerEpoch at its top (no
- *   ownership), then A1, A2. GLib's poll on the ring fd. gsourceCheck:
- *   tryAcquireOrDefer; C1; release. gsourceDispatch: tryAcquireOrDefer;
- *   deferred: the collected list is dropped; else dispatchHandlers.
+ *   ownership); tryAcquireOrDefer; taken: glibPrepare -> armPending.
+ *   GLib's poll on the ring fd (HandlerTable's shared GLib fd).
+ *   gsourceCheck: tryAcquireOrDefer; glibCheck: harvest into glibReady,
+ *   glibReadyEpoch = min(glibReadyEpoch, armedEpoch, pollEpoch); returns
+ *   glibReady non-empty and glibReventsEpoch = min(glibReadyEpoch,
+ *   pollEpoch). Deferred: FALSE (GLib does not dispatch).
+ *   gsourceDispatch: tryAcquireOrDefer; deferred: return (glibReady
+ *   stays). Taken: glibCollect (nodes still registered) with ready.epoch =
+ *   glibReventsEpoch; dispatchAll.
  * Sources/Aio/Handlers/FDHandler.swift, dispatchHandlers (owner only):
  *   D1  node.isDeleted: skip
- *   D2  node.dispatchedAt > ent: look again now (Posix.pollNow); nothing:
- *       skip
+ *   D2  node.dispatchedAt > ready.epoch: look again now (Posix.pollNow);
+ *       nothing: skip
  *   D3  runClaimed: state.wrappingAdd(runningUnit); DELETED in the old
  *       value: skip the callback. Else the callback. finishCallback:
  *       state.wrappingSubtract(runningUnit)
  *   D4  markDispatched: handlerEpoch += 1; node.dispatchedAt =
  *       handlerEpoch, AFTER the callback
- * Sources/Aio/Handlers/HandlerTable.swift + FDHandler.swift (proctype R):
+ * Sources/Aio/Handlers/HandlerTable.swift + URingMonitor.removed (R):
  *   R1  remove under the table lock: state.bitwiseOr(DELETED); an armed
- *       poll gets an IORING_OP_POLL_REMOVE
+ *       poll: uringArmed = false and an IORING_OP_POLL_REMOVE is submitted
  *   R2  the kernel: a waiting poll completes with -ECANCELED; a poll that
  *       had completed already has its CQE in the ring
  *   R3  waitForCallbacks: until no callback is running (idleMutex and
@@ -94,31 +112,44 @@
  * State word: DELETED 1, running count in units of 4.
  *
  * The model is sequentially consistent. Each table-lock section is one
- * step, except the re-arm (A1 and A2 are two steps, the table lock held
- * between them): the owner's dispatch, which takes no table lock, and the
- * peer's write can come between the epoch read and the submission.
+ * step, except the arming (A1, A2). The ring lock is inside the table
+ * lock everywhere here, so it is left out.
  *
  * Switches:
- *   FAULT_REAPER_EPOCH      a reaped entry takes the reaper's list epoch
- *                           (ent = E), not min(E, armedEpoch): fails,
- *                           assertion bytes > 0
- *   FAULT_NO_REARM_LIST     no re-arm list: the poller that dispatches an
- *                           entry re-arms its node after the dispatch; a
- *                           GLib dispatch that is skipped re-arms nothing:
- *                           fails, lost readiness (watchdog, lost_byte)
- *   FAULT_DISPATCH_REMOVED  the CQE of a removed node is reaped into the
- *                           list and dispatched: no isDeleted check, no
- *                           claim: fails, assertion !removed
+ *   SPEC_GLIB_ONLY_COLLECTS only GLib's dispatch collects glibReady (the
+ *                           code of de08c64): safety passes, lost_byte
+ *                           fails: GLib's check takes the CQE that woke N,
+ *                           N's ownership defers GLib's dispatch, N arms
+ *                           the node again, over and over (a livelock)
+ *   FAULT_REAPER_EPOCH      a reported entry takes the reaper's list epoch,
+ *                           not min(E, armedEpoch): fails, assertion
+ *                           bytes > 0
+ *   FAULT_NO_REARM_LIST     harvest does not put the node on toArm; the
+ *                           poller that dispatches an entry arms its node
+ *                           after the dispatch; GLib's skipped dispatch
+ *                           arms nothing: fails, lost readiness (deadlock,
+ *                           lost_byte)
+ *   FAULT_DISPATCH_REMOVED  a removed node's CQE is reported, collected and
+ *                           dispatched: no table match, no isDeleted check,
+ *                           no claim: fails, assertion !removed
  *   FAULT_EPOCH_BEFORE_CALLBACK  markDispatched before the callback (the
  *                           order of aio_fd_dispatch.pml's default): fails,
  *                           assertion bytes > 0
  *   FAULT_ARM_EPOCH_LATE    armedEpoch read after the submission: fails,
  *                           assertion bytes > 0
- *   ALT_REARM_AT_REAP       re-arm in the reap's table-lock section, before
- *                           the dispatch (not what the code does): passes,
- *                           with a spurious CQE per dispatch
- *   ALT_ARMED_EPOCH_ONLY    ent = armedEpoch, without the list epoch: passes
- *                           (the min is conservative)
+ *   ALT_REARM_AT_REAP       harvest arms the node again at once, before
+ *                           the dispatch (not the code): passes, with a
+ *                           stale CQE per dispatch; also passes with
+ *                           SPEC_GLIB_ONLY_COLLECTS and with GLIB_DROPS
+ *   ALT_ARMED_EPOCH_ONLY    the entry's epoch is armedEpoch alone, without
+ *                           the list epoch: passes
+ *   GLIB_DROPS              a skipped GLib dispatch drops the ready set:
+ *                           safety passes, lost_byte fails (the livelock
+ *                           above; nothing is kept for N to take)
+ *   GLIB_ARMS_UNOWNED       GLib's prepare arms toArm before and without
+ *                           tryAcquireOrDefer: passes
+ *   TIMEOUTS                N's wait and GLib's poll may each return once
+ *                           without a CQE (a timeout or a notify)
  *   NO_REMOVE               no remover
  *   NO_GLIB, NN=n           no GLib thread; n native pollers (1)
  *   WBYTES=n                bytes written (2)
@@ -135,7 +166,6 @@
 
 #define FREE 0
 #define GID  8      /* N's ids are 1..NN */
-#define RID  9
 
 #define DELETED 1
 #define RUN     4
@@ -153,12 +183,16 @@ byte dispatchedAt = 0;  /* node.dispatchedAt */
 byte state = 0;         /* node.state */
 bool removed = false;   /* R's removeHandler returned */
 
-/* the node's poll. Registration armed it (the fd was empty then). */
-bool armed = true;      /* monitor: a POLL_ADD submitted and not reaped */
-byte armedEpoch = 0;    /* monitor: handlerEpoch read when it was armed */
-bool rearm = false;     /* monitor: on the re-arm list */
-bool kpoll = true;      /* kernel: the poll waits for readiness */
-byte cqe = NOCQE;       /* kernel: a posted CQE, not reaped yet */
+/* the node's poll: `added` put the node on toArm */
+bool armed = false;     /* uringArmed: a POLL_ADD submitted, CQE not taken */
+byte armedEpoch = 0;    /* handlerEpoch read when it was armed */
+bool toArm = true;      /* on URingMonitor.toArm */
+bool kpoll = false;     /* kernel: the poll waits for readiness */
+byte cqe = NOCQE;       /* kernel: a posted CQE, not taken yet */
+
+/* HandlerTable.glibReady (the node is in it) and glibReadyEpoch */
+bool gRdy = false;
+byte gEnt = 0;
 
 #define REMOVED ((state & DELETED) != 0)
 
@@ -169,6 +203,15 @@ byte cqe = NOCQE;       /* kernel: a posted CQE, not reaped yet */
     :: else -> kpoll = true \
     fi
 
+/* the epoch a harvested POLLIN is reported with, for a list epoch E */
+#if defined(FAULT_REAPER_EPOCH)
+#define SEEN(E) (E)
+#elif defined(ALT_ARMED_EPOCH_ONLY)
+#define SEEN(E) (armedEpoch)
+#else
+#define SEEN(E) (E < armedEpoch -> E : armedEpoch)
+#endif
+
 /* the callback: assert(!removed) where it starts, then read one byte */
 inline callback()
 {
@@ -178,14 +221,14 @@ inline callback()
 
 #define MARK_DISPATCHED atomic { epoch++; dispatchedAt = epoch }
 
-/* A1 + A2 for the node, table lock held across both: cond says whether
- * this caller re-arms it (on the list, or FAULT_NO_REARM_LIST's
- * dispatcher) */
+/* armPending for the node (A1 + A2), the table lock held across both.
+ * cond: the node is on toArm (or FAULT_NO_REARM_LIST's dispatcher arms
+ * it) */
 inline arm_node(me, cond, e, go)
 {
     atomic { tlock == FREE -> tlock = me;
         go = (cond) && !REMOVED && !armed;
-        rearm = false;
+        toArm = false;
         if
 #ifdef FAULT_ARM_EPOCH_LATE
         /* FAULT_ARM_EPOCH_LATE: submit first, read the epoch after */
@@ -207,42 +250,45 @@ inline arm_node(me, cond, e, go)
     fi
 }
 
-/* C1 for one CQE, inside a table-lock section. ALT_REARM_AT_REAP re-arms
- * here at once (A1 + A2 in the same section) */
+/* harvest (C1) of the posted CQE, inside a table-lock section: into the
+ * list rdy/ent of the caller (a list that already holds the node keeps the
+ * lower epoch) */
 inline reap_cqe(E, rdy, ent)
 {
-    armed = false;
     if
-#ifdef FAULT_DISPATCH_REMOVED
-    :: cqe == POLLIN ->
-#else
-    :: cqe == POLLIN && !REMOVED ->
+#ifndef FAULT_DISPATCH_REMOVED
+    :: REMOVED -> cqe = NOCQE                   /* no match in the table: dropped */
 #endif
-        rdy = true;
-#if defined(FAULT_REAPER_EPOCH)
-        ent = E;
-#elif defined(ALT_ARMED_EPOCH_ONLY)
-        ent = armedEpoch;
-#else
-        ent = (E < armedEpoch -> E : armedEpoch);
-#endif
-#ifdef ALT_REARM_AT_REAP
+    :: else ->
+        armed = false;
         if
-        :: !REMOVED -> armedEpoch = epoch; armed = true; cqe = NOCQE; SUBMIT
+        :: cqe == POLLIN ->
+            ent = (rdy && ent < SEEN(E) -> ent : SEEN(E));
+            rdy = true
+        :: else -> skip                         /* -ECANCELED */
+        fi;
+        cqe = NOCQE;
+#if defined(ALT_REARM_AT_REAP)
+        /* ALT_REARM_AT_REAP: armPending now, in this section */
+        if
+        :: !REMOVED -> armedEpoch = epoch; armed = true; SUBMIT
         :: else -> skip
         fi
-#else
-#ifndef FAULT_NO_REARM_LIST
-        rearm = true
-#else
+#elif defined(FAULT_NO_REARM_LIST)
         skip
+#else
+        toArm = true
 #endif
-#endif
-    :: else -> skip
-    fi;
+    fi
+}
+
+/* afterDispatch: armsPending (read without the lock), then armPending */
+inline after_dispatch(me, e, go)
+{
     if
-    :: !armed -> cqe = NOCQE
-    :: else -> skip     /* ALT_REARM_AT_REAP: the new arm may have posted one */
+    :: atomic { toArm -> skip };
+        arm_node(me, toArm, e, go)
+    :: atomic { !toArm -> skip }
     fi
 }
 
@@ -281,7 +327,7 @@ inline dispatch_node(me, rdy, ent, rev, old, e, go)
         :: atomic { !rev -> skip }
         fi;
 #ifdef FAULT_NO_REARM_LIST
-        /* FAULT_NO_REARM_LIST: the dispatcher re-arms what it dispatched */
+        /* FAULT_NO_REARM_LIST: the dispatcher arms what it dispatched */
         arm_node(me, true, e, go);
 #endif
         atomic { rdy = false; ent = 0; rev = false }
@@ -295,16 +341,36 @@ active [NN] proctype N()
     byte me = _pid + 1;
     byte E, ent, e, old;
     bool rdy, rev, go;
+#ifdef TIMEOUTS
+    byte early = 1;
+#endif
 
     do
     :: atomic { own == FREE -> own = me; E = epoch };           /* acquire; epochBeforeLook */
         atomic { assert(own == me); own = FREE };               /* releaseAll */
-        arm_node(me, rearm, e, go);                             /* the wait: re-arm the list */
+        arm_node(me, toArm, e, go);                             /* wait: armPending */
 endwait:
-        atomic { cqe != NOCQE && tlock == FREE ->               /* sleep until a CQE; reap */
-                 reap_cqe(E, rdy, ent) };
+        if
+        :: atomic { cqe != NOCQE -> skip }                      /* ppoll: the ring fd */
+#ifdef TIMEOUTS
+        :: atomic { early > 0 -> early-- }                      /* timeout, notify */
+#endif
+        fi;
+        atomic { tlock == FREE ->                               /* harvest */
+                 if :: cqe != NOCQE -> reap_cqe(E, rdy, ent) :: else -> skip fi };
         atomic { own == FREE -> own = me; E = 0 };              /* reacquire */
-        dispatch_node(me, rdy, ent, rev, old, e, go);
+#ifndef SPEC_GLIB_ONLY_COLLECTS
+        /* dispatchAll also takes what GLib's check found and GLib could
+         * not dispatch (glibReady, with its epoch) */
+        atomic { tlock == FREE ->
+            if
+            :: gRdy && !REMOVED -> ent = (rdy && ent < gEnt -> ent : gEnt); rdy = true
+            :: else -> skip
+            fi;
+            gRdy = false; gEnt = 0 };
+#endif
+        dispatch_node(me, rdy, ent, rev, old, e, go);           /* dispatchAll */
+        after_dispatch(me, e, go);
         atomic { assert(own == me); own = FREE }
     od
 }
@@ -313,30 +379,60 @@ endwait:
 /* the GLib thread */
 active proctype G()
 {
-    byte E, ent, e, old;
-    bool rdy, rev, go;
+    byte E, ent, rEnt, e, old;
+    bool rdy, rev, go, chk;
+#ifdef TIMEOUTS
+    byte early = 1;
+#endif
 
     do
     :: E = epoch;                                               /* prepare: glibPollEpoch */
-        arm_node(GID, rearm, e, go);                            /* prepare: re-arm the list */
+#ifdef GLIB_ARMS_UNOWNED
+        arm_node(GID, toArm, e, go);
+#else
+        if
+        :: atomic { own == FREE -> own = GID };                 /* tryAcquireOrDefer */
+            arm_node(GID, toArm, e, go);                        /* glibPrepare */
+            atomic { assert(own == GID); own = FREE }
+        :: atomic { own != FREE -> skip }                       /* deferred (1 ms) */
+        fi;
+#endif
 endpoll:
-        atomic { cqe != NOCQE -> skip };                        /* GLib's poll: the ring fd */
-        /* check: tryAcquireOrDefer; reap under ownership */
+        if
+        :: atomic { cqe != NOCQE -> skip }                      /* GLib's poll: the ring fd */
+#ifdef TIMEOUTS
+        :: atomic { early > 0 -> early-- }
+#endif
+        fi;
+        /* gsourceCheck */
         if
         :: atomic { own == FREE -> own = GID };
-            atomic { tlock == FREE ->
-                     if :: cqe != NOCQE -> reap_cqe(E, rdy, ent) :: else -> skip fi };
+            atomic { tlock == FREE ->                           /* glibCheck */
+                if :: cqe != NOCQE -> reap_cqe(E, gRdy, gEnt) :: else -> skip fi;
+                chk = gRdy;
+                rEnt = (gRdy && gEnt < E -> gEnt : E) };
             atomic { assert(own == GID); own = FREE; E = 0 }
-        :: atomic { own != FREE -> E = 0 }                      /* deferred */
+        :: atomic { own != FREE -> E = 0 }                      /* deferred: FALSE */
         fi;
-        /* dispatch (GLib calls it only if check returned TRUE):
-         * tryAcquireOrDefer again */
+        /* gsourceDispatch, only after a TRUE check */
         if
-        :: atomic { rdy && own == FREE -> own = GID };
-            dispatch_node(GID, rdy, ent, rev, old, e, go);
+        :: atomic { chk && own == FREE -> own = GID };
+            atomic { tlock == FREE ->                           /* glibCollect */
+#ifdef FAULT_DISPATCH_REMOVED
+                rdy = gRdy;
+#else
+                rdy = gRdy && !REMOVED;
+#endif
+                ent = rEnt; gRdy = false; gEnt = 0; chk = false; rEnt = 0 };
+            dispatch_node(GID, rdy, ent, rev, old, e, go);      /* dispatchAll */
+            after_dispatch(GID, e, go);
             atomic { assert(own == GID); own = FREE }
-        :: atomic { rdy && own != FREE -> rdy = false; ent = 0 }  /* deferred: dropped */
-        :: atomic { !rdy -> skip }
+        :: atomic { chk && own != FREE -> chk = false; rEnt = 0  /* deferred */
+#ifdef GLIB_DROPS
+                    ; gRdy = false; gEnt = 0                    /* GLIB_DROPS */
+#endif
+                  }
+        :: atomic { !chk -> skip }
         fi
     od
 }
@@ -349,7 +445,7 @@ active proctype R()
 
     if
     :: atomic { tlock == FREE ->                                /* R1 */
-                state = state | DELETED; cancel = armed };
+                state = state | DELETED; cancel = armed; armed = false };
         atomic {                                                /* R2: the kernel */
             if
             :: cancel && kpoll -> kpoll = false; cqe = CANCELED

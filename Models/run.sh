@@ -231,9 +231,19 @@ aio_uring_poll | NN=2+NO_GLIB | safety | pass
 aio_uring_poll | NN=2+NO_GLIB | lost_byte | pass
 aio_uring_poll | WBYTES=3 | safety | pass
 aio_uring_poll | WBYTES=3 | lost_byte | pass
+aio_uring_poll | TIMEOUTS | safety | pass
+aio_uring_poll | TIMEOUTS | lost_byte | pass
+aio_uring_poll | GLIB_ARMS_UNOWNED | safety | pass
+aio_uring_poll | GLIB_ARMS_UNOWNED | lost_byte | pass
+aio_uring_poll | ALT_ARMED_EPOCH_ONLY | safety | pass
 aio_uring_poll | ALT_REARM_AT_REAP | safety | pass
 aio_uring_poll | ALT_REARM_AT_REAP | lost_byte | pass
-aio_uring_poll | ALT_ARMED_EPOCH_ONLY | safety | pass
+aio_uring_poll | SPEC_GLIB_ONLY_COLLECTS | safety | pass
+aio_uring_poll | SPEC_GLIB_ONLY_COLLECTS | lost_byte | fail
+aio_uring_poll | SPEC_GLIB_ONLY_COLLECTS+ALT_REARM_AT_REAP | lost_byte | pass
+aio_uring_poll | GLIB_DROPS | safety | pass
+aio_uring_poll | GLIB_DROPS | lost_byte | fail
+aio_uring_poll | GLIB_DROPS+ALT_REARM_AT_REAP | lost_byte | pass
 aio_uring_poll | FAULT_REAPER_EPOCH | safety | fail
 aio_uring_poll | FAULT_REAPER_EPOCH+NN=2+NO_GLIB | safety | fail
 aio_uring_poll | FAULT_NO_REARM_LIST | safety | fail
@@ -313,10 +323,14 @@ aio_poll | WITH_G | safety | pass
 aio_poll | WITH_G | lost_g | pass
 aio_poll | WITH_G | lost_item | pass
 aio_poll | ALT_BEGIN_IF_ALONE | lost_item | pass
-aio_uring_poll | NN=2+WBYTES=3 | safety | pass
-aio_uring_poll | NN=2+WBYTES=3 | lost_byte | pass
+aio_uring_poll | TIMEOUTS+WBYTES=3 | safety | pass
+aio_uring_poll | TIMEOUTS+WBYTES=3 | lost_byte | pass
 aio_uring_poll | NN=2+ALT_REARM_AT_REAP | safety | pass
 aio_uring_poll | NN=2+ALT_REARM_AT_REAP | lost_byte | pass
+aio_uring_poll | NN=2+WBYTES=3 | safety | pass
+aio_uring_poll | NN=2+WBYTES=3 | lost_byte | pass
+aio_uring_poll | NN=2+TIMEOUTS | safety | pass
+aio_uring_poll | NN=2+TIMEOUTS | lost_byte | pass
 '
 
 rows="$rows_quick"
