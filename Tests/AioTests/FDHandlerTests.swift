@@ -121,7 +121,7 @@ struct FDHandlerTests {
         h.finish()
     }
 
-    @Test("1,000 registered fds with one ready: epoll, and only that handler runs", arguments: Driver.allCases)
+    @Test("1,000 registered fds with one ready: only that handler runs", arguments: Driver.allCases)
     func thousandFDs(driver: Driver) throws {
         raiseDescriptorLimit(to: 4096)
         let h = try Harness(driver)
@@ -134,7 +134,9 @@ struct FDHandlerTests {
             })
         }
         #expect(h.ctx.handlerCount == 1000)
-        #expect(h.ctx.fdMonitorKind == .epoll, "the native poll switches to epoll at 64 fds")
+        if h.ctx.fdMonitorFallbackReason != nil {
+            #expect(h.ctx.fdMonitorKind == .epoll, "without a ring, the native poll switches to epoll at 64 fds")
+        }
         notifiers[617].set()
         #expect(h.iterate(blocking: true))
         #expect(calls.hits == [617])
@@ -143,9 +145,11 @@ struct FDHandlerTests {
         h.finish()
     }
 
-    @Test("epoll takes over at 64 registered fds")
+    @Test("without io_uring, epoll takes over at 64 registered fds",
+          .enabled(if: getenv("AIO_FDMON") == nil, "AIO_FDMON forces a monitor"))
     func epollThreshold() throws {
-        let ctx = try AioContext(name: "threshold")
+        // The automatic choice on a kernel that refuses rings.
+        let ctx = try AioContext(name: "threshold", fdMonitor: nil, simulatedRingErrno: ENOSYS)
         let notifiers = try (0..<64).map { _ in try EventNotifier() }
         for n in notifiers.prefix(63) { try ctx.setHandler(for: n, read: { $0.testAndClear() }) }
         #expect(ctx.fdMonitorKind == .poll)

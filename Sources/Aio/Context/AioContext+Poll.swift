@@ -203,6 +203,17 @@ extension AioContext {
         var progress = bhPoll()
         progress = dispatchPollReady() || progress
         if let slot {
+            if handlers.glibLeftovers.load(ordering: .relaxed) != 0 {
+                // What a GLib check took and GLib did not dispatch (see
+                // `collectGLibLeftovers`). Its epoch lowers the list's.
+                let extra = waiters.takeSlot(advertise: false)
+                extra.buffers.ready.clear()
+                extra.buffers.ready.epoch = slot.buffers.ready.epoch
+                handlers.collectGLibLeftovers(into: extra.buffers.ready)
+                progress = dispatchHandlers(extra.buffers.ready) || progress
+                extra.buffers.ready.clear()
+                waiters.returnSlot(extra)
+            }
             progress = dispatchHandlers(slot.buffers.ready) || progress
             slot.buffers.ready.clear()
             if drainingWakeup { slot.notifier.testAndClear() }

@@ -46,7 +46,10 @@ private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolea
         let (revents, timer, shared) = ctx.handlers.withLock {
             (g_source_query_unix_fd(source, shim(source).pointee.notifier_tag),
              g_source_query_unix_fd(source, shim(source).pointee.timer_tag),
-             ctx.handlers.glibSharedTagLocked.map { g_source_query_unix_fd(source, $0).rawValue != 0 } == true)
+             // The table's tag belongs to the source attached now; a check of
+             // a source detached meanwhile must not query it.
+             ctx.handlers.glibSource == source
+                && ctx.handlers.glibSharedTagLocked.map { g_source_query_unix_fd(source, $0).rawValue != 0 } == true)
         }
         // GLib dispatches a source any of whose fds has revents, whatever
         // check says: each readable fd is drained here.
@@ -170,7 +173,7 @@ extension AioContext {
         defer { releaseOwnership() }
         // epoll/io_uring: GLib polls the monitor's one fd; arm what must be
         // armed (and submit what is queued) before GLib may sleep on it.
-        handlers.glibPrepare(source)
+        let backlog = handlers.glibPrepare(source)
         // The GLib thread's notify memory, as in a native poll: a notify since
         // this thread's last iteration returned keeps it awake, so a caller
         // iterating `while !done { g_main_context_iteration(ctx, TRUE) }`
@@ -201,7 +204,7 @@ extension AioContext {
         // GLib's timeout is in whole milliseconds, rounded up: the timerfd,
         // armed to the earliest real-time deadline, wakes GLib on time.
         if timeoutNs > 0 { glibTimer.arm(atNs: earliestRealtimeDeadlineNs()) }
-        if ms == 0 || pollWork {
+        if ms == 0 || pollWork || backlog {
             // Ready now: GLib will poll with a zero timeout and, seeing us
             // ready, skip our check. Stop advertising at once, or every notify
             // made by the dispatch that follows would write the eventfd for a

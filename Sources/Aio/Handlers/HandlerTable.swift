@@ -377,18 +377,48 @@ final class HandlerTable: @unchecked Sendable {
             for node in active { node.glibTag = nil; node.glibRevents = 0 }
             glibReady.removeAll()
             glibReadyEpoch = .max
+            glibLeftovers.store(0, ordering: .relaxed)
         }
     }
 
     /// GSource prepare, under ownership: what the monitor must do before
     /// GLib may sleep on its shared fd (io_uring: arm the polls and submit
     /// deferred entries; epoll: a pending rebuild).
-    func glibPrepare(_ source: UnsafeMutablePointer<GSource>?) {
-        guard monitor.sharedFD != nil || ring != nil else { return }
-        withLock {
-            guard source == glibSource else { return }
+    /// Returns whether completions wait that the shared fd no longer
+    /// reports (GLib must not sleep then).
+    func glibPrepare(_ source: UnsafeMutablePointer<GSource>?) -> Bool {
+        guard monitor.sharedFD != nil || ring != nil else { return false }
+        return withLock {
+            guard source == glibSource else { return false }
             monitor.prepareShared(table: self)
-            if let ring { ring.withLock { ring.submitDeferredLocked() } }
+            guard let ring else { return false }
+            ring.withLock { ring.submitDeferredLocked() }
+            return ring.backlogCount.load(ordering: .relaxed) > 0
+        }
+    }
+
+    /// Shared-fd entries a GLib check took and whose GLib dispatch has not
+    /// run (another thread owned the context). Read without the lock.
+    let glibLeftovers = Atomic<Int>(0)
+
+    /// The owner's dispatch takes what a GLib check left: the completion
+    /// went to GLib alone (io_uring gives each to one reader), so if GLib's
+    /// dispatch was skipped and only the owner dispatched, no one else
+    /// would. Without it, re-arming finds the data again, GLib takes it
+    /// again, and so on: a livelock (Models/aio_uring_poll.pml,
+    /// SPEC_GLIB_ONLY_COLLECTS). Returns the lowest epoch of the entries.
+    func collectGLibLeftovers(into ready: ReadyList) {
+        withLock {
+            for node in glibReady where node.glibRevents != 0 {
+                if !node.invalid && node.index >= 0 {
+                    ready.append(node, node.glibRevents)
+                }
+                node.glibRevents = 0
+            }
+            if glibReadyEpoch < ready.epoch { ready.epoch = glibReadyEpoch }
+            glibReady.removeAll(keepingCapacity: true)
+            glibReadyEpoch = .max
+            glibLeftovers.store(0, ordering: .relaxed)
         }
     }
 
@@ -411,6 +441,7 @@ final class HandlerTable: @unchecked Sendable {
                 if readable || monitor.kind == .ioUring {
                     monitor.harvest(table: self) { node, revents, epoch in
                         if node.glibRevents == 0 { glibReady.append(node) }
+                        glibLeftovers.store(1, ordering: .relaxed)
                         node.glibRevents |= revents
                         let seen = min(epoch, pollEpoch)
                         if seen < glibReadyEpoch { glibReadyEpoch = seen }
@@ -443,6 +474,7 @@ final class HandlerTable: @unchecked Sendable {
                 }
                 glibReady.removeAll(keepingCapacity: true)
                 glibReadyEpoch = .max
+                glibLeftovers.store(0, ordering: .relaxed)
                 return
             }
             for node in active where node.glibRevents != 0 && !node.invalid {

@@ -25,10 +25,11 @@ public final class IOThread: @unchecked Sendable {
     /// Creates the IOThread and its context; the thread is not started.
     /// The context busy-polls for up to ``defaultPollMaxNs`` before it sleeps
     /// (``AioContext/pollMaxNs``; set it to 0 to turn that off).
-    /// Throws if the context's eventfds cannot be created.
-    public init(name: String) throws(AioError) {
+    /// `fdMonitor` as in ``AioContext/init(name:fdMonitor:)``.
+    /// Throws if the context's eventfds (or the forced monitor) cannot be had.
+    public init(name: String, fdMonitor: FDMonitorKind? = nil) throws(AioError) {
         self.name = name
-        self.context = try AioContext(name: name)
+        self.context = try AioContext(name: name, fdMonitor: fdMonitor)
         context.pollMaxNs = Self.defaultPollMaxNs
     }
 

@@ -129,7 +129,9 @@ final class URingMonitor: FDMonitor {
             return !table.active.isEmpty || ring.operationsInFlight.load(ordering: .relaxed) > 0
         }
         var wakeReadable = false
-        if timeoutNs != 0 {
+        // Completions moved to the backlog (a full queue made room) are not
+        // on the ring's fd any more: take them instead of sleeping.
+        if timeoutNs != 0 && ring.backlogCount.load(ordering: .relaxed) == 0 {
             buffers.pollfds.removeAll(keepingCapacity: true)
             if let wakeFD {
                 buffers.pollfds.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))

@@ -98,6 +98,7 @@ final class Ring: @unchecked Sendable {
                 for i in 0..<Int(n) {
                     backlog.append((batch[i].user_data, batch[i].res, batch[i].flags))
                 }
+                backlogCount.store(backlog.count, ordering: .relaxed)
                 if n < 64 { return }
             }
         }
@@ -110,6 +111,7 @@ final class Ring: @unchecked Sendable {
         if backlog.isEmpty { return }
         out.append(contentsOf: backlog)
         backlog.removeAll(keepingCapacity: true)
+        backlogCount.store(0, ordering: .relaxed)
     }
 
     // MARK: Callers' operations
@@ -188,6 +190,8 @@ final class Ring: @unchecked Sendable {
         }
     }
 
-    /// Whether completions wait (in the kernel's queue or the backlog). Under `lock`.
-    var hasCompletionsLocked: Bool { !backlog.isEmpty || aio_uring_cq_ready(raw) > 0 }
+    /// Completions in the backlog: taken off the kernel's queue (to make
+    /// room) but not interpreted. The ring's fd no longer reports them, so a
+    /// wait must not sleep while there are any. Written under `lock`.
+    let backlogCount = Atomic<Int>(0)
 }

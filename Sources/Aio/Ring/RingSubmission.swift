@@ -90,8 +90,10 @@ extension AioContext {
         let ownerThread = ownership.isHeldByCurrentThread
         ring.withLock { ring.queueLocked(op, entry: entry, submitNow: !ownerThread) }
         // A deferred entry is submitted by the end of this dispatch pass, or
-        // by the next wait or GLib prepare: make sure there is one.
-        if ownerThread { notify() }
+        // by the next wait or GLib prepare: make sure there is one. A
+        // submitted one: a native waiter that went to sleep before it was in
+        // flight does not watch the ring; it must look again.
+        notify()
         return RingRequest(op: op, ring: ring)
     }
 

@@ -43,10 +43,11 @@ final class Harness: @unchecked Sendable {
     /// `LoopThread`), the loop thread and the GLib thread race for each pass.
     private let holdsOwnership: Bool
 
-    init(_ driver: Driver, name: String = "test", holdsOwnership: Bool = true) throws {
+    init(_ driver: Driver, name: String = "test", holdsOwnership: Bool = true,
+         monitor: FDMonitorKind? = nil) throws {
         self.driver = driver
         self.holdsOwnership = holdsOwnership && driver == .both
-        ctx = try AioContext(name: name)
+        ctx = try AioContext(name: name, fdMonitor: monitor)
         if driver == .native {
             mainContext = nil
             return

@@ -1,0 +1,296 @@
+@testable import Aio
+import CAioURing
+import CGLibShim
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+
+/// Every monitor, in every driver configuration.
+let monitorMatrix: [(FDMonitorKind, Driver)] = FDMonitorKind.allCases.flatMap { m in Driver.allCases.map { (m, $0) } }
+
+@Suite("fd monitors: io_uring, epoll, poll")
+struct MonitorTests {
+    @Test("a forced setup failure falls back, says why once, and the fallback works")
+    func ringSetupFailureFallsBack() throws {
+        let ctx = try AioContext(name: "no-ring", fdMonitor: nil, simulatedRingErrno: EPERM)
+        if getenv("AIO_FDMON") == nil {
+            #expect(ctx.fdMonitorKind == .poll)
+            let reason = try #require(ctx.fdMonitorFallbackReason)
+            #expect(reason.contains("io_uring_setup") && reason.contains("errno \(EPERM)"), "\(reason)")
+        }
+        #expect(!ctx.hasRing || ctx.fdMonitorKind == .ioUring)
+        let pipe = Pipe()
+        let hits = Counter()
+        try ctx.setHandler(for: pipe.readFD, read: { pipe.drain(); hits.increment() })
+        pipe.write()
+        #expect(ctx.poll(blocking: true))
+        #expect(hits.count == 1)
+        ctx.removeHandler(for: pipe.readFD)
+        // A forced io_uring that cannot be had throws instead.
+        #expect(throws: AioError.system(SystemCallError(call: "io_uring_setup", errno: ENOMEM))) {
+            _ = try AioContext(name: "forced", fdMonitor: .ioUring, simulatedRingErrno: ENOMEM)
+        }
+    }
+
+    @Test("each forced monitor is the one in use", arguments: FDMonitorKind.allCases)
+    func forcedMonitor(kind: FDMonitorKind) throws {
+        let ctx = try AioContext(name: "forced-\(kind)", fdMonitor: kind)
+        #expect(ctx.fdMonitorKind == kind)
+        #expect(ctx.hasRing == (kind == .ioUring))
+        #expect(ctx.fdMonitorFallbackReason == nil)
+    }
+
+    @Test("a handler removed while its poll is in flight never runs", arguments: monitorMatrix)
+    func removeWhileInFlight(kind: FDMonitorKind, driver: Driver) throws {
+        let h = try Harness(driver, name: "remove-in-flight", monitor: kind)
+        let pipes = (0..<8).map { _ in Pipe() }
+        let removed = Atomic<Bool>(false)
+        let lateCalls = Counter()
+        for p in pipes {
+            try h.ctx.setHandler(for: p.readFD, read: { if removed.load(ordering: .acquiring) { lateCalls.increment() }; p.drain() })
+        }
+        h.drain()  // every poll armed
+        for p in pipes { p.write() }  // readiness is in flight now
+        for p in pipes { h.ctx.removeHandler(for: p.readFD) }
+        removed.store(true, ordering: .releasing)
+        for _ in 0..<5 { _ = h.iterate(blocking: false) }
+        #expect(lateCalls.count == 0)
+        #expect(h.ctx.handlerCount == 0)
+        // The descriptors are free: closing them releases the files (no
+        // poll left holding them).
+        h.drain()
+        h.finish()
+    }
+
+    @Test("fd closed while registered: detected, callbacks once, removable, no spinning",
+          arguments: monitorMatrix)
+    func closedWhileRegistered(kind: FDMonitorKind, driver: Driver) throws {
+        for otherReference in [false, true] {
+            for count in [1, 100] {
+                try closedCase(kind: kind, driver: driver, otherReference: otherReference, count: count)
+            }
+        }
+    }
+
+    private func closedCase(kind: FDMonitorKind, driver: Driver, otherReference: Bool, count: Int) throws {
+        raiseDescriptorLimit(to: 4096)
+        let h = try Harness(driver, name: "closed-\(kind)-\(count)", monitor: kind)
+        let warnings = Counter()
+        h.ctx.warningHandler = { _ in warnings.increment() }
+        let pipes = (0..<count).map { _ in Pipe() }
+        let victim = pipes[count / 2]
+        let victimCalls = Counter()
+        raiseDescriptorLimit(to: 4096)
+        for p in pipes where p !== victim {
+            try h.ctx.setHandler(for: p.readFD, read: { p.drain() })
+        }
+        // The victim's number is high, so that the other tests (which run in
+        // parallel) do not reuse it the moment it is closed: the lowest free
+        // number is what open(2) hands out.
+        let closedFD = fcntl(victim.readFD, F_DUPFD_CLOEXEC, Int32(2000 + Int.random(in: 0..<1000)))
+        try #require(closedFD >= 2000)
+        try h.ctx.setHandler(for: closedFD, read: { victimCalls.increment() })
+        h.drain()
+        // A second reference to the file keeps epoll's registration alive
+        // after the number is closed; the data makes it report forever.
+        let dup = otherReference ? Glibc.dup(closedFD) : -1
+        victim.write()
+        close(closedFD)
+        let dog = h.watchdog(10, "closed fd detected (\(kind), \(count) fds, other reference \(otherReference))")
+        while warnings.count == 0 && !dog.hasFired {
+            h.iterate(blocking: true)
+        }
+        #expect(!dog.disarm(), "never detected")
+        #expect(warnings.count == 1)
+        let callsAtDetection = victimCalls.count
+        #expect(callsAtDetection >= 1)
+        // Still registered (removable), no longer polled: the loop sleeps.
+        #expect(h.ctx.handlerCount == count)
+        let before = h.ctx.statistics.iterations
+        let start = monotonicNowNs()
+        while monotonicNowNs() - start < 50_000_000 { _ = h.iterate(blocking: false) ; usleep(1000) }
+        #expect(victimCalls.count == callsAtDetection, "callbacks of a closed fd ran again")
+        _ = before
+        h.ctx.removeHandler(for: closedFD)
+        #expect(h.ctx.handlerCount == count - 1)
+        // After removal nothing reports the stale file: a blocking poll with
+        // nothing to do sleeps (it is woken by a notify from a thread).
+        let waker = try NativeThread(name: "waker") { usleep(100_000); h.ctx.notify(); h.unblock() }
+        let t0 = monotonicNowNs()
+        while monotonicNowNs() - t0 < 80_000_000 { h.iterate(blocking: true) }
+        waker.join()
+        #expect(victimCalls.count == callsAtDetection)
+        if dup >= 0 { close(dup) }
+        for p in pipes where p !== victim { h.ctx.removeHandler(for: p.readFD) }
+        h.drain()
+        h.finish()
+    }
+}
+
+@Suite("io_uring submissions")
+struct RingSubmissionTests {
+    @Test("a no-op's completion runs on the loop, from any thread, native and GLib",
+          arguments: Driver.allCases)
+    func nop(driver: Driver) throws {
+        let h = try Harness(driver, name: "nop", monitor: .ioUring)
+        let done = Counter()
+        let onDriver = Atomic<Bool>(true)
+        let other = try NativeThread(name: "submitter") {
+            for _ in 0..<100 {
+                try! h.ctx.submit({ aio_uring_prep_nop(&$0) }) { c in
+                    if c.result != 0 || !h.isDriver(currentThreadID()) { onDriver.store(false, ordering: .relaxed) }
+                    done.increment()
+                }
+            }
+        }
+        let dog = h.watchdog(10, "100 no-op completions")
+        while done.count < 100 && !dog.hasFired { h.iterate(blocking: true) }
+        other.join()
+        #expect(!dog.disarm())
+        #expect(done.count == 100)
+        let allOnDriver = onDriver.load(ordering: .relaxed)
+        #expect(allOnDriver, "a completion ran off the loop or failed")
+        h.finish()
+    }
+
+    @Test("a full submission queue is submitted and retried: nothing is dropped")
+    func ringFull() throws {
+        let ctx = try AioContext(name: "full", fdMonitor: .ioUring)
+        let n = Int(Ring.submissionEntries) * 8 + 3
+        let done = Counter()
+        // From the loop's own thread: entries are deferred, so the queue fills.
+        ctx.acquire()
+        for _ in 0..<n {
+            try ctx.submit({ aio_uring_prep_nop(&$0) }) { _ in done.increment() }
+        }
+        ctx.release()
+        let deadline = monotonicNowNs() + 10_000_000_000
+        while done.count < n && monotonicNowNs() < deadline { ctx.poll(blocking: true) }
+        #expect(done.count == n)
+    }
+
+    @Test("cancellation goes through IORING_OP_ASYNC_CANCEL")
+    func cancelRead() async throws {
+        let loop = try IOThread(name: "cancel", fdMonitor: .ioUring)
+        try loop.start()
+        defer { loop.stop() }
+        let ctx = loop.context
+        let pipe = Pipe()  // empty: a read waits
+        let task = Task {
+            try await ctx.read(from: pipe.readFD, count: 16, at: 0)
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        task.cancel()
+        await #expect(throws: CancellationError.self) { _ = try await task.value }
+    }
+
+    @Test("without a ring, submit throws a clear error")
+    func noRing() throws {
+        let ctx = try AioContext(name: "poll-only", fdMonitor: .poll)
+        #expect(throws: AioError.noRing(context: "poll-only")) {
+            try ctx.submit({ aio_uring_prep_nop(&$0) }) { _ in }
+        }
+    }
+}
+
+@Suite("file I/O")
+struct FileIOTests {
+    static func scratchFile(size: Int) throws -> (fd: Int32, bytes: [UInt8], path: String) {
+        let path = "/tmp/aio-file-io-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        precondition(fd >= 0)
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        precondition(bytes.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress, size, 0) } == size)
+        return (fd, bytes, path)
+    }
+
+    @Test("reads and writes at random offsets equal pread/pwrite; short reads at the end",
+          arguments: [FDMonitorKind.ioUring, .epoll])
+    func randomOffsets(kind: FDMonitorKind) async throws {
+        let loop = try IOThread(name: "file-\(kind)", fdMonitor: kind)
+        try loop.start()
+        defer { loop.stop() }
+        let ctx = loop.context
+        #expect(ctx.hasRing == (kind == .ioUring))
+        let size = 256 * 1024
+        let file = try Self.scratchFile(size: size)
+        defer { close(file.fd); unlink(file.path) }
+        for _ in 0..<200 {
+            let offset = Int.random(in: 0..<size)
+            let count = Int.random(in: 1...8192)
+            let got = try await ctx.read(from: file.fd, count: count, at: Int64(offset))
+            let end = min(offset + count, size)
+            #expect(got == Array(file.bytes[offset..<end]))
+        }
+        #expect(try await ctx.read(from: file.fd, count: 100, at: Int64(size)) == [])
+        #expect(try await ctx.read(from: file.fd, count: 100, at: Int64(size - 10)).count == 10)
+        let patch: [UInt8] = [1, 2, 3, 4, 5]
+        #expect(try await ctx.write(to: file.fd, patch, at: 1000) == 5)
+        var check = [UInt8](repeating: 0, count: 5)
+        #expect(check.withUnsafeMutableBytes { Glibc.pread(file.fd, $0.baseAddress, 5, 1000) } == 5)
+        #expect(check == patch)
+        try await ctx.fsync(file.fd)
+        try await ctx.fsync(file.fd, dataOnly: true)
+    }
+
+    @Test("errors are the same through the ring and the pool", arguments: [FDMonitorKind.ioUring, .epoll])
+    func errors(kind: FDMonitorKind) async throws {
+        let loop = try IOThread(name: "file-errors-\(kind)", fdMonitor: kind)
+        try loop.start()
+        defer { loop.stop() }
+        let ctx = loop.context
+        let path = "/tmp/aio-file-ro-\(getpid())-\(kind)"
+        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o600)
+        defer { close(fd); unlink(path) }
+        // Read-only descriptor: EBADF from pwrite.
+        await #expect(throws: AioError.system(SystemCallError(call: "pwrite", errno: EBADF))) {
+            _ = try await ctx.write(to: fd, [1, 2, 3], at: 0)
+        }
+        // A closed descriptor number.
+        let closed = dup(fd)
+        close(closed)
+        await #expect(throws: AioError.system(SystemCallError(call: "pread", errno: EBADF))) {
+            _ = try await ctx.read(from: closed, count: 4, at: 0)
+        }
+        // Rejected before submission.
+        await #expect(throws: AioError.badDescriptor(fd: -1, reason: "negative descriptor")) {
+            _ = try await ctx.read(from: -1, count: 4, at: 0)
+        }
+        await #expect(throws: AioError.invalidArgument("offset -1 is negative")) {
+            _ = try await ctx.read(from: fd, count: 4, at: -1)
+        }
+        #expect(throws: AioError.invalidArgument("count \(Int(Int32.max) + 1) is outside 0...\(Int32.max)")) {
+            try ctx.read(from: fd, count: Int(Int32.max) + 1, at: 0) { _ in }
+        }
+        // A directory: EISDIR.
+        let dir = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(dir) }
+        await #expect(throws: AioError.system(SystemCallError(call: "pread", errno: EISDIR))) {
+            _ = try await ctx.read(from: dir, count: 4, at: 0)
+        }
+    }
+
+    @Test("callback forms deliver on the context's thread", arguments: [FDMonitorKind.ioUring, .epoll])
+    func callbacks(kind: FDMonitorKind) throws {
+        let ctx = try AioContext(name: "file-cb-\(kind)", fdMonitor: kind)
+        let file = try Self.scratchFile(size: 4096)
+        defer { close(file.fd); unlink(file.path) }
+        let results = Locked<[String]>([])
+        let home = currentThreadID()
+        try ctx.read(from: file.fd, count: 10, at: 5) { r in
+            results.withLock { $0.append(currentThreadID() == home && (try? r.get()) == Array(file.bytes[5..<15]) ? "read" : "bad read") }
+        }
+        try ctx.write(to: file.fd, [9, 9], at: 0) { r in
+            results.withLock { $0.append(currentThreadID() == home && (try? r.get()) == 2 ? "write" : "bad write") }
+        }
+        try ctx.fsync(file.fd) { r in
+            results.withLock { $0.append((try? r.get()) != nil ? "fsync" : "bad fsync") }
+        }
+        let deadline = monotonicNowNs() + 10_000_000_000
+        while results.withLock({ $0.count }) < 3 && monotonicNowNs() < deadline { ctx.poll(blocking: true) }
+        #expect(results.withLock { $0.sorted() } == ["fsync", "read", "write"])
+        if kind != .ioUring { ctx.threadPool.shutdown() }
+    }
+}
