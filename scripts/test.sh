@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it:
 #   1. the Promela models of the wake-up protocol and their bug variants;
-#   2. swift test (debug);
+#   2. swift test (debug), then the fd and timer suites again with each
+#      other fd monitor forced (AIO_FDMON=epoll, AIO_FDMON=poll);
 #   3. the stress harness (60 s; AIO_STRESS=1 for the 10-minute run);
 #   4. swift test and the stress harness under ThreadSanitizer;
 #   5. swift test under AddressSanitizer + LeakSanitizer;
@@ -27,6 +28,14 @@ fi
 
 step "swift test"
 swift test
+
+step "swift test: the fd and timer suites on the other monitors (io_uring is the default above)"
+# Every driver configuration of each suite, with the monitor forced.
+monitor_suites="FDHandler|Timer|GSource|Coexistence|EventNotifier|Contract|SeedScenario|Concurrency|MonitorTests"
+for monitor in epoll poll; do
+    echo "AIO_FDMON=$monitor"
+    AIO_FDMON=$monitor swift test --skip-build --filter "$monitor_suites"
+done
 
 step "aio-stress (every thread role on one context)"
 swift build --product aio-stress

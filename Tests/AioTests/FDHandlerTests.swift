@@ -210,10 +210,12 @@ struct FDHandlerTests {
     /// Runs in a child process: a closed descriptor number is free for any
     /// other test running in parallel to reuse, which would make it valid
     /// again; alone in its process it stays closed.
+    /// ppoll reports it at the next poll (POLLNVAL); for every monitor, see
+    /// `MonitorTests.closedWhileRegistered`.
     @Test("a descriptor closed behind the loop's back: callbacks once, a warning, no spinning")
     func closedBehindOurBack() async {
         await #expect(processExitsWith: .success) {
-            let ctx = try! AioContext(name: "nval")
+            let ctx = try! AioContext(name: "nval", fdMonitor: .poll)
             let log = WarningLog()
             ctx.warningHandler = { log.append($0) }
             let pipe = Pipe()
