@@ -27,7 +27,7 @@ say() { printf '==> %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- packages
 need=()
-for p in gcc pkg-config libglib2.0-dev libuv1-dev libevent-dev; do
+for p in gcc pkg-config libglib2.0-dev libuv1-dev libevent-dev liburing-dev; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -59,7 +59,9 @@ if [ -d "$PEERS_DIR" ]; then
         $(pkg-config --cflags --libs libuv) -lpthread -ldl
     gcc -O2 -Wall -o "$bin/bench_event" "$PEERS_DIR/libevent/bench_event.c" \
         $(pkg-config --cflags --libs libevent libevent_pthreads) -lpthread -ldl
-    peers=(bench_raw bench_glib bench_uv bench_event)
+    # Row (h)'s floor: io_uring and a pread pool in C, on a cached file.
+    gcc -O2 -Wall -o "$bin/bench_uring" "$PEERS_DIR/uring/bench_uring.c" -luring -lpthread -ldl
+    peers=(bench_raw bench_glib bench_uv bench_event bench_uring)
 else
     say "no peers at $PEERS_DIR: C floor, libuv and libevent rows will be missing"
 fi
@@ -75,7 +77,7 @@ preload=""
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 if [ "$SMOKE" = 1 ]; then
     out="$here/.build/smoke"
-    export BENCH_SMOKE=1 BENCH_N_SAME=${BENCH_N_SAME:-20000} BENCH_N_CROSS=${BENCH_N_CROSS:-20000} BENCH_N_PING=${BENCH_N_PING:-200}
+    export BENCH_SMOKE=1 BENCH_N_SAME=${BENCH_N_SAME:-20000} BENCH_N_CROSS=${BENCH_N_CROSS:-20000} BENCH_N_PING=${BENCH_N_PING:-200} BENCH_FILE_MB=${BENCH_FILE_MB:-4} BENCH_OPS=${BENCH_OPS:-2000}
 else
     out="$here/results"
 fi

@@ -174,7 +174,7 @@ struct RingSubmissionTests {
     func cancelRead() async throws {
         let loop = try IOThread(name: "cancel", fdMonitor: .ioUring)
         try loop.start()
-        defer { loop.stop() }
+        defer { loop.stop(); loop.join() }
         let ctx = loop.context
         let pipe = Pipe()  // empty: a read waits
         let task = Task {
@@ -211,7 +211,7 @@ struct FileIOTests {
     func randomOffsets(kind: FDMonitorKind) async throws {
         let loop = try IOThread(name: "file-\(kind)", fdMonitor: kind)
         try loop.start()
-        defer { loop.stop() }
+        defer { loop.stop(); loop.join() }
         let ctx = loop.context
         #expect(ctx.hasRing == (kind == .ioUring))
         let size = 256 * 1024
@@ -239,7 +239,7 @@ struct FileIOTests {
     func errors(kind: FDMonitorKind) async throws {
         let loop = try IOThread(name: "file-errors-\(kind)", fdMonitor: kind)
         try loop.start()
-        defer { loop.stop() }
+        defer { loop.stop(); loop.join() }
         let ctx = loop.context
         let path = "/tmp/aio-file-ro-\(getpid())-\(kind)"
         let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o600)

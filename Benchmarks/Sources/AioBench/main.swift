@@ -6,7 +6,7 @@
 //
 //   aio-bench [impl...] [group...]
 //     impl:  aio glib nio swift                (default: all; swift = the global executor)
-//     group: same cross wake alloc scaling timers pool iothread executor polling   (default: all)
+//     group: same cross wake alloc scaling timers files pool iothread executor polling   (default: all)
 //   RUNS=n, BENCH_SMOKE=1 (tiny sizes), BENCH_N_SAME, BENCH_N_CROSS,
 //   BENCH_N_PING, BENCH_PING_GAP_US, BENCH_N_SCALING (see Support.swift).
 // Benchmarks/run.sh runs it together with the C peers and writes BENCHMARKS.md.
@@ -15,7 +15,7 @@ import Aio
 import Glibc
 
 let impls = ["aio", "glib", "nio", "swift"]
-let groups = ["same", "cross", "wake", "alloc", "scaling", "timers", "pool", "iothread", "executor", "polling"]
+let groups = ["same", "cross", "wake", "alloc", "scaling", "timers", "files", "pool", "iothread", "executor", "polling"]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 if arguments.contains("--help") || arguments.contains("-h") {
@@ -69,6 +69,7 @@ let table: [String: [String: () -> Void]] = [
     ],
     "scaling": ["aio": scaling],
     "timers": ["aio": { timerLateness(path: .native); timerLateness(path: .gsource) }],
+    "files": ["aio": fileReads],
     "pool": ["aio": poolThroughput],
     "iothread": ["aio": ioThreadRoundTrip],
     "executor": ["aio": executorRows, "nio": nioExecutorRows, "swift": globalExecutorRows],
