@@ -132,8 +132,16 @@ ROWS += [
 ]
 for k in (10, 1000, 100000):
     ROWS.append(("e", f"ours: native poll, {k:,} idle BHs + 1 scheduled", "aio", f"e_bhs_{k}_ns_per_poll", "ns"))
-for k in (10, 1000, 10000):
-    ROWS.append(("e", f"ours: native poll, {k:,} fds registered, 1 ready", "aio", f"e_fds_{k}_ns_per_poll", "ns"))
+MONITORS = (("io_uring", "io_uring"), ("epoll", "epoll"), ("poll", "ppoll"))
+FD_COUNTS = (10, 1000, 10000, 100000)
+for mon, mon_label in MONITORS:
+    for path, path_label in (("native", "native poll"), ("gsource", "`g_main_context_iteration`")):
+        for k in FD_COUNTS:
+            ROWS.append(("e", f"ours, {mon_label}: {path_label}, {k:,} fds registered, 1 ready", "aio",
+                         f"e_fds_{mon}_{path}_{k}_ns_per_poll", "ns"))
+        for k in FD_COUNTS:
+            ROWS.append(("e", f"ours, {mon_label}: register + remove {k:,} fds ({'native' if path == 'native' else 'attached'})", "aio",
+                         f"e_register_{mon}_{path}_{k}_ms", "ms"))
 for path in ("native", "gsource"):
     for p in ("p50", "p99"):
         ROWS.append(("f", f"ours: timer lateness, {'native' if path == 'native' else 'GSource'}, {p}", "aio", f"f_timer_{path}_{p}_us", "us"))
@@ -153,13 +161,23 @@ for max_us in (0, 32, 256):
     ROWS.append(("poll", f"ours, {label}: loop CPU per wake", "aio", f"p_poll{max_us}_cpu_us_per_wake", "us"))
     ROWS.append(("poll", f"ours, {label}: wakes found by spinning", "aio", f"p_poll{max_us}_spin_hits_per_wake", "perop"))
 ROWS.append(("poll", "ours, pollMaxNs 32 µs: idle CPU after a busy spell (10 ms timer)", "aio", "p_idle_cpu_percent", "pct"))
+for depth in (1, 32):
+    for who, impl, metric in [("ours, io_uring", "aio", "h_uring"), ("ours, thread pool", "aio", "h_pool"),
+                              ("C floor, io_uring (liburing)", "uring", "h_uring"),
+                              ("C floor, pread pool (4 threads)", "pool", "h_pool")]:
+        ROWS.append(("h", f"{who}: 4 KiB random reads, QD {depth}", impl, f"{metric}_qd{depth}_kops", "kops"))
+        ROWS.append(("h", f"{who}: CPU per read, QD {depth}", impl, f"{metric}_qd{depth}_cpu_us", "us"))
+ROWS += [
+    ("h", "C: synchronous pread, one thread", "pread", "h_pread_sync_kops", "kops"),
+]
 ROWS += [
     ("other", "ours: thread pool, empty jobs, submit to completion", "aio", "pool_jobs_per_s", "kjobs"),
     ("other", "ours: one-shot round trip to an IOThread, p50", "aio", "iothread_rtt_p50_us", "us"),
     ("other", "ours: one-shot round trip to an IOThread, p99", "aio", "iothread_rtt_p99_us", "us"),
 ]
 
-UNITS = {"pct": "% CPU", "Mops": "M ops/s", "allocs": "allocs/op", "perop": "per op", "us": "µs", "ns": "ns/poll", "kjobs": "k jobs/s"}
+UNITS = {"pct": "% CPU", "Mops": "M ops/s", "allocs": "allocs/op", "perop": "per op", "us": "µs", "ns": "ns/poll",
+         "kjobs": "k jobs/s", "kops": "k ops/s", "ms": "ms"}
 
 
 def fmt(v, kind):
@@ -171,6 +189,10 @@ def fmt(v, kind):
         return f"{v / 1e3:.0f}"
     if kind == "ns":
         return f"{v:.0f}"
+    if kind == "kops":
+        return f"{v:.1f}"
+    if kind == "ms":
+        return f"{v:.2f}"
     if kind == "us":
         return f"{v:.1f}"
     if kind == "pct":
@@ -207,7 +229,14 @@ TARGETS = [
     ("e", "poll cost flat within 2× for 10 … 100,000 idle BHs", "flat_le", [("aio", f"e_bhs_{k}_ns_per_poll") for k in (10, 1000, 100000)], None, 2.0),
     ("poll", "pollMaxNs 256 µs: unpinned wake p50 < 2 µs at 10k req/s", "abs_le", ("aio", "p_poll256_wake_p50_us"), None, 2.0),
     ("poll", "idle CPU < 1% after the windows shrink", "abs_le", ("aio", "p_idle_cpu_percent"), None, 1.0),
-    ("e", "poll cost flat within 2× for 10 … 10,000 fds", "flat_le", [("aio", f"e_fds_{k}_ns_per_poll") for k in (10, 1000, 10000)], None, 2.0),
+] + [
+    ("e", f"{mon}, {path}: poll cost flat within 1.2× for 10 … 100,000 fds", "flat_le",
+     [("aio", f"e_fds_{mon}_{path}_{k}_ns_per_poll") for k in FD_COUNTS], None, 1.2)
+    for mon in ("io_uring", "epoll") for path in ("native", "gsource")
+] + [
+    ("f", "GSource timer lateness p50 ≤ 2× native p50", "le", ("aio", "f_timer_gsource_p50_us"), ("aio", "f_timer_native_p50_us"), 2.0),
+    ("h", "io_uring QD 32 ≥ 0.8× the C floor (liburing)", "ge", ("aio", "h_uring_qd32_kops"), ("uring", "h_uring_qd32_kops"), 0.8),
+    ("h", "io_uring QD 32 ≥ 2× our thread-pool path", "ge", ("aio", "h_uring_qd32_kops"), ("aio", "h_pool_qd32_kops"), 2.0),
 ]
 
 

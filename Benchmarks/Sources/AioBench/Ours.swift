@@ -424,28 +424,15 @@ func fileReads() {
         let label = monitor == .ioUring ? "uring" : "pool"
         for depth in [1, 32] {
             let ctx = try! AioContext(name: "bench-file", fdMonitor: monitor)
-            final class State: @unchecked Sendable { var issued = 0; var done = 0; var seed: UInt64 = 88172645463325252 }
-            let state = State()
-            func next() -> Int64 {
-                state.seed ^= state.seed << 13; state.seed ^= state.seed >> 7; state.seed ^= state.seed << 17
-                return Int64(state.seed % UInt64(fileBlocks)) * 4096
-            }
-            func issue() {
-                state.issued += 1
-                try! ctx.read(from: fd, count: 4096, at: next()) { r in
-                    precondition((try? r.get().count) == 4096, "short or failed read")
-                    state.done += 1
-                    if state.issued < ops { issue() }
-                }
-            }
-            var ru0 = rusage(); getrusage(RUSAGE_SELF, &ru0)
+            let reader = RandomReader(ctx: ctx, fd: fd, blocks: fileBlocks, ops: ops)
+            var ru0 = rusage(); getrusage(RUSAGE_SELF.rawValue, &ru0)
             let start = nowNs()
             ctx.acquire()
-            for _ in 0..<depth { issue() }
-            while state.done < ops { ctx.poll(blocking: true) }
+            for _ in 0..<depth { reader.issue() }
+            while reader.done < ops { ctx.poll(blocking: true) }
             ctx.release()
             let ns = nowNs() - start
-            var ru1 = rusage(); getrusage(RUSAGE_SELF, &ru1)
+            var ru1 = rusage(); getrusage(RUSAGE_SELF.rawValue, &ru1)
             func cpu(_ r: rusage) -> Double {
                 Double(r.ru_utime.tv_sec + r.ru_stime.tv_sec) + Double(r.ru_utime.tv_usec + r.ru_stime.tv_usec) / 1e6
             }
@@ -455,6 +442,36 @@ func fileReads() {
         }
     }
     close(fd)
+}
+
+/// Keeps `depth` reads in flight: each completion (on the loop) issues the next.
+final class RandomReader: @unchecked Sendable {
+    // @unchecked Sendable: touched only on the context's thread.
+    let ctx: AioContext
+    let fd: Int32
+    let blocks: Int
+    let ops: Int
+    var issued = 0
+    var done = 0
+    var seed: UInt64 = 88172645463325252
+
+    init(ctx: AioContext, fd: Int32, blocks: Int, ops: Int) {
+        self.ctx = ctx
+        self.fd = fd
+        self.blocks = blocks
+        self.ops = ops
+    }
+
+    func issue() {
+        issued += 1
+        seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
+        let offset = Int64(seed % UInt64(blocks)) * 4096
+        try! ctx.read(from: fd, count: 4096, at: offset) { [self] r in
+            precondition((try? r.get().count) == 4096, "short or failed read")
+            done += 1
+            if issued < ops { issue() }
+        }
+    }
 }
 
 // MARK: (f) timer lateness
