@@ -185,6 +185,86 @@ struct RingSubmissionTests {
         await #expect(throws: CancellationError.self) { _ = try await task.value }
     }
 
+    @Test("a multishot operation gets one callback per completion, and is released after the last")
+    func multishot() throws {
+        let ctx = try AioContext(name: "multishot", fdMonitor: .ioUring)
+        let notifier = try EventNotifier()
+        let completions = Locked<[RingCompletion]>([])
+        let request = try ctx.submit({ sqe in
+            aio_uring_prep_poll_add(&sqe, notifier.fd, UInt32(POLLIN))
+            sqe.len = IORING_POLL_ADD_MULTI
+        }) { c in
+            completions.withLock { $0.append(c) }
+            notifier.testAndClear()
+        }
+        var deadline = monotonicNowNs() + 10_000_000_000
+        for round in 1...3 {
+            notifier.set()
+            while completions.withLock({ $0.count }) < round && monotonicNowNs() < deadline { ctx.poll(blocking: true) }
+        }
+        let more = completions.withLock { $0.allSatisfy { $0.flags & Ring.moreFlag != 0 } }
+        #expect(completions.withLock { $0.count } == 3)
+        #expect(more, "each completion but the last has IORING_CQE_F_MORE")
+        request.cancel()
+        deadline = monotonicNowNs() + 10_000_000_000
+        while ctx.handlers.ring!.operationsInFlight.load(ordering: .relaxed) > 0 && monotonicNowNs() < deadline {
+            ctx.poll(blocking: true)
+        }
+        let last = completions.withLock { $0.last! }
+        #expect(last.flags & Ring.moreFlag == 0 && last.result == -ECANCELED, "\(last)")
+    }
+
+    @Test("links and skipped success completions are refused: every entry completes")
+    func forbiddenFlags() throws {
+        let ctx = try AioContext(name: "flags", fdMonitor: .ioUring)
+        let done = Counter()
+        for flags: UInt8 in [1 << 2, 1 << 3, 1 << 6] {
+            try ctx.submit({ sqe in
+                aio_uring_prep_nop(&sqe)
+                sqe.flags = flags
+            }) { c in if c.result == 0 { done.increment() } }
+        }
+        let deadline = monotonicNowNs() + 10_000_000_000
+        while done.count < 3 && monotonicNowNs() < deadline { ctx.poll(blocking: true) }
+        #expect(done.count == 3)
+    }
+
+    @Test("a callback that submits and then waits in a nested poll gets its completion",
+          arguments: Driver.allCases)
+    func submitThenWait(driver: Driver) throws {
+        let h = try Harness(driver, name: "submit-wait", monitor: .ioUring)
+        let finished = Counter()
+        let dog = h.watchdog(10, "nested wait for a submission")
+        h.ctx.scheduleOneshot(name: "submitter") {
+            let done = Atomic<Bool>(false)
+            try! h.ctx.submit({ aio_uring_prep_nop(&$0) }) { _ in done.store(true, ordering: .releasing) }
+            h.ctx.waitWhile { !done.load(ordering: .acquiring) && !dog.hasFired }
+            finished.increment()
+        }
+        while finished.count == 0 && !dog.hasFired { h.iterate(blocking: true) }
+        #expect(!dog.disarm())
+        h.finish()
+    }
+
+    @Test("handlers are dispatched under GLib while a BH keeps the context busy",
+          arguments: FDMonitorKind.allCases)
+    func handlersNotStarvedUnderGLib(kind: FDMonitorKind) throws {
+        let h = try Harness(.gsource, name: "starve-\(kind)", monitor: kind)
+        let busy = h.ctx.makeBottomHalf(name: "busy") { $0.schedule() }
+        busy.schedule()
+        let pipe = Pipe()
+        let reads = Counter()
+        try h.ctx.setHandler(for: pipe.readFD, read: { pipe.drain(); reads.increment() })
+        pipe.write()
+        let dog = h.watchdog(10, "handler dispatched while a BH re-schedules itself")
+        while reads.count == 0 && !dog.hasFired { h.iterate(blocking: true) }
+        #expect(!dog.disarm())
+        busy.delete()
+        h.ctx.removeHandler(for: pipe.readFD)
+        h.drain()
+        h.finish()
+    }
+
     @Test("without a ring, submit throws a clear error")
     func noRing() throws {
         let ctx = try AioContext(name: "poll-only", fdMonitor: .poll)

@@ -64,6 +64,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// compare against the epoch of the poll that saw them. Written by check
     /// and read by dispatch, both under ownership.
     @exclusivity(unchecked) var glibReventsEpoch: UInt64 = 0
+    /// Whether GLib's check ran since its prepare (GLib skips it after a
+    /// ready prepare). Under ownership (prepare, check and dispatch).
+    @exclusivity(unchecked) var glibChecked = false
 
     /// The recursive ownership lock.
     let ownership = OwnershipLock()
@@ -175,6 +178,10 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         ownership.beforeWaiting = { [unowned(unsafe) self] in self.checkLockOrderBeforeWaiting() }
         #endif
         Self.tightenTimerSlack()
+        if let ring = handlers.ring {
+            let weakSelf = WeakContext(self)
+            ring.onBacklog = { weakSelf.value?.notify() }
+        }
         if let reason = handlers.fallbackReason,
            !Self.fallbackReported.exchange(true, ordering: .relaxed) {
             warn("AioContext '\(name)': fd monitor: \(reason) (said once per process)")
@@ -414,6 +421,12 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         // First: timers and the virtual clock can no longer reach us.
         virtualClock.link.cut()
         poolStorage.withLock { $0 }?.tearDown()
+        if let ring = handlers.ring {
+            let inFlight = ring.operationsInFlight.load(ordering: .relaxed)
+            if inFlight > 0 {
+                fatalError("AioContext '\(name)' torn down with \(inFlight) io_uring operation(s) in flight (submit or a file I/O callback form): keep the context alive until their completions have run; the kernel would write to buffers that are freed.")
+            }
+        }
         for list in timerLists { list.tearDown() }
         tearDownExecutor()
         var leaks: [String] = []

@@ -174,6 +174,7 @@ extension AioContext {
         // epoll/io_uring: GLib polls the monitor's one fd; arm what must be
         // armed (and submit what is queued) before GLib may sleep on it.
         let backlog = handlers.glibPrepare(source)
+        glibChecked = false
         // The GLib thread's notify memory, as in a native poll: a notify since
         // this thread's last iteration returned keeps it awake, so a caller
         // iterating `while !done { g_main_context_iteration(ctx, TRUE) }`
@@ -204,7 +205,14 @@ extension AioContext {
         // GLib's timeout is in whole milliseconds, rounded up: the timerfd,
         // armed to the earliest real-time deadline, wakes GLib on time.
         if timeoutNs > 0 { glibTimer.arm(atNs: earliestRealtimeDeadlineNs()) }
-        if ms == 0 || pollWork || backlog {
+        if backlog {
+            // Completions moved off the ring (a full queue made room) that
+            // its fd no longer reports: check takes them. Not "ready": GLib
+            // would skip check.
+            core.notifyMe.bitwiseAnd(~1, ordering: .releasing)
+            return (ready: false, timeoutMs: 0)
+        }
+        if ms == 0 || pollWork {
             // Ready now: GLib will poll with a zero timeout and, seeing us
             // ready, skip our check. Stop advertising at once, or every notify
             // made by the dispatch that follows would write the eventfd for a
@@ -297,6 +305,7 @@ extension AioContext {
         } else {
             glibReventsEpoch = pollEpoch
         }
+        glibChecked = true
         rememberGeneration()
         let ringDone = (handlers.ring?.finishedCount.load(ordering: .relaxed) ?? 0) > 0
         return bhList.hasEntries || handlersReady || ringDone || timerDue()
@@ -316,9 +325,16 @@ extension AioContext {
         // A slot only for its ready list: nested iterations get their own.
         let slot = handlers.hasWatchedWork ? waiters.takeSlot(advertise: false) : nil
         if let slot {
+            if !glibChecked {
+                // GLib skips check after a ready prepare (a BH kept the
+                // context busy), but it did poll the fds: read them here, or
+                // handlers would starve while BHs keep coming.
+                glibReventsEpoch = handlers.glibCheck(source, pollEpoch: glibPollEpoch.load(ordering: .relaxed)).epoch
+            }
             handlers.glibCollect(into: slot.buffers.ready, for: source)
             slot.buffers.ready.epoch = glibReventsEpoch
         }
+        glibChecked = false
         _ = dispatchAll(readyIn: slot)
         rememberGeneration()
     }

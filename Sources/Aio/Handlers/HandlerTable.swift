@@ -261,7 +261,9 @@ final class HandlerTable: @unchecked Sendable {
     /// dispatched).
     func markInvalid(_ node: FDHandlerNode) -> Bool {
         withLock {
-            if node.invalid { return false }
+            // Removed meanwhile: its number may already name another
+            // registration, which epoll's removal by number would delete.
+            if node.invalid || node.index < 0 { return false }
             node.invalid = true
             node.glibRevents = 0
             if node.countsAsUnpolled {
@@ -387,9 +389,8 @@ final class HandlerTable: @unchecked Sendable {
     /// Returns whether completions wait that the shared fd no longer
     /// reports (GLib must not sleep then).
     func glibPrepare(_ source: UnsafeMutablePointer<GSource>?) -> Bool {
-        guard monitor.sharedFD != nil || ring != nil else { return false }
-        return withLock {
-            guard source == glibSource else { return false }
+        withLock {
+            guard source == glibSource, monitor.sharedFD != nil else { return false }
             monitor.prepareShared(table: self)
             guard let ring else { return false }
             ring.withLock { ring.submitDeferredLocked() }

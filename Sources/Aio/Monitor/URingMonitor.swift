@@ -73,7 +73,13 @@ final class URingMonitor: FDMonitor {
     /// Under the table lock: arms every registered node on `toArm`, with the
     /// dispatch epoch read now (before the kernel looks), and submits.
     func armPending(table: HandlerTable) {
-        if toArm.isEmpty { return }
+        if toArm.isEmpty {
+            // Callers' entries the loop has not handed over yet.
+            if ring.deferredSubmissions.load(ordering: .relaxed) {
+                ring.withLock { ring.submitDeferredLocked() }
+            }
+            return
+        }
         let epoch = table.owner.handlerEpoch.load(ordering: .acquiring)
         ring.withLock {
             for node in toArm where node.index >= 0 && !node.invalid && !node.uringArmed {
@@ -83,6 +89,7 @@ final class URingMonitor: FDMonitor {
                 node.uringArmed = true
                 node.armedEpoch = epoch
             }
+            ring.deferredSubmissions.store(false, ordering: .relaxed)
             ring.submitLocked()
         }
         toArm.removeAll(keepingCapacity: true)

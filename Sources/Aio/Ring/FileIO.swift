@@ -133,7 +133,7 @@ extension AioContext {
             threadPool.submit({ () throws -> Int in
                 try Self.retrying("fsync") { dataOnly ? Glibc.fdatasync(fd) : Glibc.fsync(fd) }
             }, completion: { result in
-                completion(result.map { _ in () }.mapError { $0 as? AioError ?? .invalidArgument("\($0)") })
+                completion(result.map { _ in () }.mapError { Self.poolError($0, call: "fsync") })
             })
         }
     }
@@ -172,7 +172,7 @@ extension AioContext {
                           : Glibc.pread(fd, buffer.bytes.baseAddress, count, off_t(offset))
                 }
             }, completion: { result in
-                completion(result.mapError { $0 as? AioError ?? .invalidArgument("\($0)") })
+                completion(result.mapError { Self.poolError($0, call: call) })
             })
         }
     }
@@ -191,6 +191,13 @@ extension AioContext {
         if count < 0 || count > Int(Int32.max) {
             throw .invalidArgument("count \(count) is outside 0...\(Int32.max)")
         }
+    }
+
+    /// A pool job's error as the ring reports it: a request the pool
+    /// cancelled (at shutdown) is `ECANCELED`, as a cancelled ring entry.
+    static func poolError(_ error: any Error, call: StaticString) -> AioError {
+        if let error = error as? AioError { return error }
+        return systemError(call, ECANCELED)
     }
 
     static func systemError(_ call: StaticString, _ errno: Int32) -> AioError {

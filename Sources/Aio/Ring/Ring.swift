@@ -41,8 +41,10 @@ final class Ring: @unchecked Sendable {
     }
 
     deinit {
-        // The kernel cancels what is still armed (handler polls); callers'
-        // operations are never in flight here: each holds its context.
+        // The kernel cancels what is still armed (handler polls). Callers'
+        // operations are never in flight here: the context's teardown traps
+        // if one is (it would never complete, and its buffer would be
+        // released under the kernel).
         aio_uring_free(raw)
     }
 
@@ -79,6 +81,7 @@ final class Ring: @unchecked Sendable {
             if err == EINTR { continue }
             if err == EBUSY || err == EAGAIN {
                 drainLocked()
+                if backlogCount.load(ordering: .relaxed) > 0 { onBacklog?() }
                 busyRounds += 1
                 if busyRounds > 100 { sched_yield() }
                 continue
@@ -116,8 +119,10 @@ final class Ring: @unchecked Sendable {
 
     // MARK: Callers' operations
 
-    /// Operations whose completion came, for the owner to run. Under `lock`.
-    private var finished: [RingOperation] = []
+    /// Operations whose completion came, with it, for the owner to run in
+    /// order. Under `lock`.
+    private var finished: [(op: RingOperation, completion: RingCompletion)] = []
+    private var finishedHead = 0
     /// `finished.count`, readable without the lock (a stale 0 is caught by
     /// the notify that follows every completion reaped off the loop).
     let finishedCount = Atomic<Int>(0)
@@ -125,18 +130,33 @@ final class Ring: @unchecked Sendable {
     /// Under `lock`: queues `op` with `entry` (its `user_data` replaced by
     /// the operation's tag) and keeps `op` alive until its completion.
     /// `submitNow` false leaves it for the next wait or dispatch end.
-    func queueLocked(_ op: RingOperation, entry: io_uring_sqe, submitNow: Bool) {
+    func queueLocked(_ op: RingOperation, entry: io_uring_sqe) {
         let sqe = entryLocked(userData: op.userData)
         sqe.pointee = entry
         sqe.pointee.user_data = op.userData
+        // Links would chain the caller's entry to the library's own (the
+        // next entries queued); skipping the success completion would leave
+        // the operation in flight for ever. Neither is allowed.
+        sqe.pointee.flags &= ~UInt8(truncatingIfNeeded: Self.forbiddenFlags)
         _ = Unmanaged.passRetained(op)  // released in completeOperationsLocked
         op.inFlight = true
         operationsInFlight.wrappingAdd(1, ordering: .relaxed)
-        if submitNow { submitLocked() } else { deferredSubmissions.store(true, ordering: .relaxed) }
+        deferredSubmissions.store(true, ordering: .relaxed)
     }
 
-    /// Entries queued by the owner thread during a dispatch, submitted at
-    /// the end of the pass or by the next wait.
+    /// `IOSQE_IO_LINK`, `IOSQE_IO_HARDLINK`, `IOSQE_CQE_SKIP_SUCCESS`.
+    static let forbiddenFlags: UInt32 = (1 << 2) | (1 << 3) | (1 << 6)
+
+    /// Called (under `lock`) when completions were moved to the backlog
+    /// outside a reap: a waiter that looked at the ring's fd before may
+    /// sleep through them. The context notifies. Set once, before the ring
+    /// is shared.
+    var onBacklog: (@Sendable () -> Void)? = nil
+
+    /// Entries queued by callers, handed to the kernel by the loop (the end
+    /// of a dispatch pass, the next wait, GLib's prepare): io_uring cancels
+    /// work a thread submitted when that thread exits, so callers' threads
+    /// (a task's, which the runtime may retire) never submit.
     let deferredSubmissions = Atomic<Bool>(false)
 
     /// Under `lock`: submits what was deferred.
@@ -147,13 +167,16 @@ final class Ring: @unchecked Sendable {
         }
     }
 
-    /// Under `lock`: asks the kernel to cancel `op` if it is still in flight.
+    /// Under `lock`: asks the kernel to cancel `op` if it is still in
+    /// flight (submitted by the loop, like the operation; an
+    /// `ASYNC_CANCEL` runs inline, so it would not depend on the caller's
+    /// thread anyway).
     func cancelLocked(_ op: RingOperation) {
         guard op.inFlight else { return }
         let sqe = entryLocked(userData: AIO_URING_INTERNAL_TAG)
         aio_uring_prep_cancel(sqe, op.userData)
         sqe.pointee.user_data = AIO_URING_INTERNAL_TAG
-        submitLocked()
+        deferredSubmissions.store(true, ordering: .relaxed)
     }
 
     /// Under `lock`: takes the callers' completions out of `list` (they go
@@ -165,28 +188,43 @@ final class Ring: @unchecked Sendable {
             let c = list[i]
             if c.userData & AIO_URING_OPERATION_TAG != 0 {
                 let raw = UnsafeMutableRawPointer(bitPattern: UInt(c.userData & ~AIO_URING_OPERATION_TAG))!
-                let op = Unmanaged<RingOperation>.fromOpaque(raw).takeRetainedValue()
-                op.inFlight = false
-                op.completion = RingCompletion(result: c.result, flags: c.flags)
-                finished.append(op)
-                operationsInFlight.wrappingSubtract(1, ordering: .relaxed)
+                let completion = RingCompletion(result: c.result, flags: c.flags)
+                if c.flags & Self.moreFlag != 0 {
+                    // Not the last completion of this operation (multishot,
+                    // zero-copy send): it stays in flight, and retained.
+                    finished.append((Unmanaged<RingOperation>.fromOpaque(raw).takeUnretainedValue(), completion))
+                } else {
+                    let op = Unmanaged<RingOperation>.fromOpaque(raw).takeRetainedValue()
+                    op.inFlight = false
+                    finished.append((op, completion))
+                    operationsInFlight.wrappingSubtract(1, ordering: .relaxed)
+                }
             } else if c.userData & AIO_URING_INTERNAL_TAG == 0 {
                 list[kept] = c
                 kept += 1
             }
         }
         list.removeLast(list.count - kept)
-        finishedCount.store(finished.count, ordering: .relaxed)
+        finishedCount.store(finished.count - finishedHead, ordering: .relaxed)
     }
 
-    /// The finished operations, handed over for their callbacks. Takes `lock`.
-    func takeFinished() -> [RingOperation] {
+    /// `IORING_CQE_F_MORE`: more completions of the same entry follow.
+    static let moreFlag: UInt32 = 1 << 1
+
+    /// The next finished operation, for its callback, or nil. One at a time,
+    /// so that a callback that waits (a nested poll) lets the next ones run
+    /// in the nested pass. Takes `lock`.
+    func nextFinished() -> (op: RingOperation, completion: RingCompletion)? {
         withLock {
-            defer {
+            guard finishedHead < finished.count else { return nil }
+            let next = finished[finishedHead]
+            finishedHead += 1
+            if finishedHead == finished.count {
                 finished.removeAll(keepingCapacity: true)
-                finishedCount.store(0, ordering: .relaxed)
+                finishedHead = 0
             }
-            return finished
+            finishedCount.store(finished.count - finishedHead, ordering: .relaxed)
+            return next
         }
     }
 

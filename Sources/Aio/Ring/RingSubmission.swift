@@ -19,12 +19,10 @@ public struct RingCompletion: Sendable, Equatable {
 /// One of the caller's operations in the ring. Its address (tagged) is the
 /// entry's `user_data`; the ring holds it (+1) from submission to completion.
 final class RingOperation: @unchecked Sendable {
-    // @unchecked Sendable: `inFlight` and `completion` are touched under the
-    // ring's lock (and read by the owner after `takeFinished`, which took
-    // it); `callback` is immutable.
+    // @unchecked Sendable: `inFlight` is touched under the ring's lock;
+    // `callback` is immutable.
     let callback: @Sendable (RingCompletion) -> Void
     var inFlight = false
-    var completion = RingCompletion(result: 0, flags: 0)
 
     init(_ callback: @escaping @Sendable (RingCompletion) -> Void) {
         self.callback = callback
@@ -39,11 +37,13 @@ final class RingOperation: @unchecked Sendable {
 /// identity unique, so a late ``cancel()`` can never reach another one.
 public final class RingRequest: Sendable {
     let op: RingOperation
-    let ring: Ring
+    /// Weak: a request kept after its context went must not keep the ring
+    /// (and the handler polls armed in it, which hold their files) alive.
+    private let context: WeakContext
 
-    init(op: RingOperation, ring: Ring) {
+    init(op: RingOperation, context: AioContext) {
         self.op = op
-        self.ring = ring
+        self.context = WeakContext(context)
     }
 
     /// Asks the kernel to cancel the operation (`IORING_OP_ASYNC_CANCEL`).
@@ -51,8 +51,17 @@ public final class RingRequest: Sendable {
     /// with its own result if it had finished or could not be stopped.
     /// Thread-safe; does nothing once the completion is in.
     public func cancel() {
+        guard let ctx = context.value, let ring = ctx.handlers.ring else { return }
         ring.withLock { ring.cancelLocked(op) }
+        ctx.notify()
     }
+}
+
+/// A weak reference that is Sendable (the context is).
+final class WeakContext: @unchecked Sendable {
+    // @unchecked Sendable: a weak reference is read atomically by the runtime.
+    weak var value: AioContext?
+    init(_ value: AioContext) { self.value = value }
 }
 
 extension AioContext {
@@ -72,10 +81,17 @@ extension AioContext {
     /// the file I/O calls (``read(from:into:at:)`` and the others) are the
     /// safe way to do I/O.
     ///
-    /// Any thread. From the context's own thread the entry is handed to the
-    /// kernel at the end of the current dispatch pass (batched with others);
-    /// from any other thread at once. A full submission queue is submitted
-    /// and retried: nothing is dropped.
+    /// Any thread. The loop hands the entry to the kernel: at the end of the
+    /// current dispatch pass from its own thread (batched with others), at
+    /// its next iteration otherwise (it is woken). io_uring cancels work a
+    /// thread submitted when that thread exits, which the threads of Swift's
+    /// executors may do at any time, so they never submit. A full submission
+    /// queue is submitted and retried: nothing is dropped.
+    ///
+    /// The entry's `IOSQE_IO_LINK`, `IOSQE_IO_HARDLINK` and
+    /// `IOSQE_CQE_SKIP_SUCCESS` flags are cleared. An operation that posts
+    /// several completions (multishot, zero-copy send) gets `completion`
+    /// once per completion; the last has `IORING_CQE_F_MORE` clear.
     ///
     /// Throws ``AioError/noRing`` if the context has no ring.
     @discardableResult
@@ -87,14 +103,12 @@ extension AioContext {
         var entry = io_uring_sqe()
         prepare(&entry)
         let op = RingOperation(completion)
-        let ownerThread = ownership.isHeldByCurrentThread
-        ring.withLock { ring.queueLocked(op, entry: entry, submitNow: !ownerThread) }
-        // A deferred entry is submitted by the end of this dispatch pass, or
-        // by the next wait or GLib prepare: make sure there is one. A
-        // submitted one: a native waiter that went to sleep before it was in
-        // flight does not watch the ring; it must look again.
+        ring.withLock { ring.queueLocked(op, entry: entry) }
+        // The entry is submitted by the end of this dispatch pass, or by the
+        // next wait or GLib prepare: make sure there is one (a waiter asleep
+        // now does not even watch the ring if nothing was in flight).
         notify()
-        return RingRequest(op: op, ring: ring)
+        return RingRequest(op: op, context: self)
     }
 
     /// Submits one io_uring operation and returns its completion. Same rules
@@ -149,8 +163,11 @@ extension AioContext {
 
     /// Runs the callbacks of the callers' operations that completed. Owner-only.
     func runRingCompletions(_ ring: Ring) -> Bool {
-        let done = ring.takeFinished()
-        for op in done { op.callback(op.completion) }
-        return !done.isEmpty
+        var progress = false
+        while let (op, completion) = ring.nextFinished() {
+            op.callback(completion)
+            progress = true
+        }
+        return progress
     }
 }
