@@ -15,7 +15,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 all=(CLEAR_AFTER SKIP_WRITE STEAL BOOL_FLAG NOTIFY_ORDER WAIT_ORDER SHARED_FD NO_DRAIN BH_EARLY_CLEAR POLL_NO_FINAL_CHECK
-     GSOURCE_BLOCKING STALE_READINESS CALLBACK_AFTER_REMOVE NOTIFY_AFTER_TEARDOWN NESTED_SLEEP)
+     GSOURCE_BLOCKING STALE_READINESS CALLBACK_AFTER_REMOVE NOTIFY_AFTER_TEARDOWN NESTED_SLEEP URING_NO_REARM)
 # fault -> the test that must catch it (the rest are caught by aio-stress)
 declare -A by_test=(
     [POLL_NO_FINAL_CHECK]=noLostEventAtTheEdge
@@ -24,6 +24,7 @@ declare -A by_test=(
     [CALLBACK_AFTER_REMOVE]="CoexistenceTests/noCallbackAfterRemoval|CoexistenceTests/noTimerCallbackAfterCancel"
     [NOTIFY_AFTER_TEARDOWN]=CoexistenceTests/scheduleRacesTeardown
     [NESTED_SLEEP]=CoexistenceTests/nestedGLibIterationDoesNotSleepOwning
+    [URING_NO_REARM]=MonitorTests/repeatedReadiness
 )
 # what the catching test prints when it catches the fault
 declare -A caught_by=(
@@ -33,6 +34,7 @@ declare -A caught_by=(
     [CALLBACK_AFTER_REMOVE]='callbacks started after (removeHandler|cancel\(\)) returned'
     [NOTIFY_AFTER_TEARDOWN]='AIO_FAULT_NOTIFY_AFTER_TEARDOWN: notify\(\) reached a context that was torn down'
     [NESTED_SLEEP]='the nested iteration slept [0-9.]+ ms while owning the context'
+    [URING_NO_REARM]='the handler fired [0-9]+ of [0-9]+ times'
 )
 faults=("$@")
 [ ${#faults[@]} -eq 0 ] && faults=("${all[@]}")

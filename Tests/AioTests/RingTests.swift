@@ -41,6 +41,27 @@ struct MonitorTests {
         #expect(ctx.fdMonitorFallbackReason == nil)
     }
 
+    /// Level-triggered: each readiness is seen, on every monitor (io_uring
+    /// re-arms its one-shot polls). Fault matrix: AIO_FAULT_URING_NO_REARM.
+    @Test("a handler fires for every readiness, round after round", arguments: monitorMatrix)
+    func repeatedReadiness(kind: FDMonitorKind, driver: Driver) throws {
+        let h = try Harness(driver, name: "rounds-\(kind)", monitor: kind)
+        let pipe = Pipe()
+        let reads = Counter()
+        try h.ctx.setHandler(for: pipe.readFD, read: { pipe.drain(); reads.increment() })
+        let rounds = 3
+        let dog = h.watchdog(5, "\(rounds) rounds of readiness")
+        for round in 1...rounds {
+            pipe.write()
+            while reads.count < round && !dog.hasFired { h.iterate(blocking: true) }
+        }
+        _ = dog.disarm()
+        #expect(reads.count == rounds, "the handler fired \(reads.count) of \(rounds) times")
+        h.ctx.removeHandler(for: pipe.readFD)
+        h.drain()
+        h.finish()
+    }
+
     @Test("a handler removed while its poll is in flight never runs", arguments: monitorMatrix)
     func removeWhileInFlight(kind: FDMonitorKind, driver: Driver) throws {
         let h = try Harness(driver, name: "remove-in-flight", monitor: kind)

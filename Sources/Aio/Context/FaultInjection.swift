@@ -25,6 +25,10 @@
 //   AIO_FAULT_CALLBACK_AFTER_REMOVE    a handler or timer callback starts after removeHandler/cancel returned
 //   AIO_FAULT_NOTIFY_AFTER_TEARDOWN    schedule() notifies through a context the owner already tore down
 //   AIO_FAULT_NESTED_SLEEP             a GLib iteration nested in a dispatch sleeps holding ownership
+//
+// The io_uring monitor's fault (caught by MonitorTests/repeatedReadiness):
+//
+//   AIO_FAULT_URING_NO_REARM           a completed one-shot poll is never armed again
 import Synchronization
 
 #if AIO_FAULT_SKIP_WRITE

@@ -111,10 +111,16 @@ final class URingMonitor: FDMonitor {
             guard let node = table.byFD[fd],
                   UInt64(node.generation) & Self.generationMask == generation,
                   !node.invalid else { continue }  // removed, replaced or invalid: dropped
-            // This completion ends the node's one-shot poll.
+            // This completion ends the node's one-shot poll: the node goes on
+            // the list every path that may sleep arms first.
             node.uringArmed = false
+            #if !AIO_FAULT_URING_NO_REARM
             toArm.append(node)
             armsPending.store(true, ordering: .relaxed)
+            #else
+            // FAULT: a completed poll is never armed again; the handler's
+            // next readiness is lost (Models/aio_uring_poll.pml, FAULT_NO_REARM_LIST).
+            #endif
             if c.result == -ECANCELED { continue }
             let revents: Int16
             if c.result >= 0 {
