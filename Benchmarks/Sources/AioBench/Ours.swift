@@ -420,15 +420,18 @@ func fileReads() {
         precondition(block.withUnsafeMutableBytes { pwrite(fd, $0.baseAddress, 4096, off_t(i * 4096)) } == 4096)
     }
     for i in 0..<fileBlocks { _ = block.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4096, off_t(i * 4096)) } }
-    for monitor in [FDMonitorKind.ioUring, .epoll] {
-        let label = monitor == .ioUring ? "uring" : "pool"
+    // BENCH_FILE_PATHS=uring (or pool) measures one path only (profiling).
+    let only = env("BENCH_FILE_PATHS")
+    for (monitor, copying, label) in [(FDMonitorKind.ioUring, false, "uring"), (.epoll, false, "pool"),
+                                      (.ioUring, true, "uring_copy")] {
+        if let only, only != label { continue }
         for depth in [1, 32] {
             let ctx = try! AioContext(name: "bench-file", fdMonitor: monitor)
-            let reader = RandomReader(ctx: ctx, fd: fd, blocks: fileBlocks, ops: ops)
+            let reader = RandomReader(ctx: ctx, fd: fd, blocks: fileBlocks, ops: ops, depth: depth, copying: copying)
             var ru0 = rusage(); getrusage(RUSAGE_SELF.rawValue, &ru0)
             let start = nowNs()
             ctx.acquire()
-            for _ in 0..<depth { reader.issue() }
+            for slot in 0..<depth { reader.issue(slot: slot) }
             while reader.done < ops { ctx.poll(blocking: true) }
             ctx.release()
             let ns = nowNs() - start
@@ -438,39 +441,62 @@ func fileReads() {
             }
             result(impl, "h_\(label)_qd\(depth)_kops", Double(ops) / (Double(ns) / 1e9) / 1000, "kops/s")
             result(impl, "h_\(label)_qd\(depth)_cpu_us", (cpu(ru1) - cpu(ru0)) / Double(ops) * 1e6, "us/op")
+            if env("BENCH_FILE_PASSES") != nil {
+                print("# \(label) qd\(depth): \(ctx.statistics.iterations) passes, \(ctx.statistics.blockingWaits) sleeps for \(ops) reads")
+            }
             if monitor != .ioUring { ctx.threadPool.shutdown() }
         }
     }
     close(fd)
 }
 
-/// Keeps `depth` reads in flight: each completion (on the loop) issues the next.
+/// Keeps `depth` reads in flight: each completion (on the loop) issues the
+/// next, into the buffer it just filled (as the C floor does), or, with
+/// `copying`, through the `[UInt8]` form (a buffer and an array per read).
 final class RandomReader: @unchecked Sendable {
     // @unchecked Sendable: touched only on the context's thread.
     let ctx: AioContext
     let fd: Int32
     let blocks: Int
     let ops: Int
-    var issued = 0
-    var done = 0
-    var seed: UInt64 = 88172645463325252
+    let copying: Bool
+    @exclusivity(unchecked) var issued = 0
+    @exclusivity(unchecked) var done = 0
+    @exclusivity(unchecked) var seed: UInt64 = 88172645463325252
+    let buffers: UnsafeMutableRawBufferPointer
 
-    init(ctx: AioContext, fd: Int32, blocks: Int, ops: Int) {
+    init(ctx: AioContext, fd: Int32, blocks: Int, ops: Int, depth: Int, copying: Bool) {
         self.ctx = ctx
         self.fd = fd
         self.blocks = blocks
         self.ops = ops
+        self.copying = copying
+        buffers = .allocate(byteCount: depth * 4096, alignment: 4096)
     }
 
-    func issue() {
+    deinit { buffers.deallocate() }
+
+    func issue(slot: Int) {
         issued += 1
         seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17
         let offset = Int64(seed % UInt64(blocks)) * 4096
-        try! ctx.read(from: fd, count: 4096, at: offset) { [self] r in
-            precondition((try? r.get().count) == 4096, "short or failed read")
-            done += 1
-            if issued < ops { issue() }
+        if copying {
+            try! ctx.read(from: fd, count: 4096, at: offset) { [self] r in
+                precondition((try? r.get().count) == 4096, "short or failed read")
+                completed(slot: slot)
+            }
+        } else {
+            let buffer = UnsafeMutableRawBufferPointer(rebasing: buffers[slot * 4096..<(slot + 1) * 4096])
+            try! ctx.unsafeRead(from: fd, into: buffer, at: offset) { [self] r in
+                precondition((try? r.get()) == 4096, "short or failed read")
+                completed(slot: slot)
+            }
         }
+    }
+
+    private func completed(slot: Int) {
+        done += 1
+        if issued < ops { issue(slot: slot) }
     }
 }
 

@@ -200,6 +200,8 @@ extension AioContext {
     /// `drainingWakeup`: the slot's eventfd was written while it was
     /// advertised; read it before the slot goes back to the pool.
     func dispatchAll(readyIn slot: WaitSlot?, drainingWakeup: Bool = false) -> Bool {
+        dispatchDepth += 1
+        defer { dispatchDepth -= 1 }
         var progress = bhPoll()
         progress = dispatchPollReady() || progress
         if let slot {
@@ -220,7 +222,7 @@ extension AioContext {
             waiters.returnSlot(slot)
         }
         if let ring = handlers.ring {
-            if ring.finishedCount.load(ordering: .relaxed) > 0 {
+            if ring.hasFinished {
                 progress = runRingCompletions(ring) || progress
             }
             handlers.afterDispatch()
@@ -255,7 +257,7 @@ extension AioContext {
     func computeTimeoutNs() -> Int64 {
         let bhs = bhList.scanScheduled()
         if bhs.busy { return 0 }
-        if let ring = handlers.ring, ring.finishedCount.load(ordering: .relaxed) > 0 { return 0 }
+        if let ring = handlers.ring, ring.hasFinished { return 0 }
         var timeout: Int64 = bhs.idle ? 10_000_000 : -1
         if armedTimers.count.load(ordering: .relaxed) != 0 {
             // Index loops: `for x in array` allocates in unoptimised builds, and

@@ -67,6 +67,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// Whether GLib's check ran since its prepare (GLib skips it after a
     /// ready prepare). Under ownership (prepare, check and dispatch).
     @exclusivity(unchecked) var glibChecked = false
+    /// How many `dispatchAll` passes the owner is in (nested polls count).
+    /// Owner-only writes; read by the owner thread only (`queue`).
+    @exclusivity(unchecked) var dispatchDepth = 0
 
     /// The recursive ownership lock.
     let ownership = OwnershipLock()

@@ -307,7 +307,7 @@ extension AioContext {
         }
         glibChecked = true
         rememberGeneration()
-        let ringDone = (handlers.ring?.finishedCount.load(ordering: .relaxed) ?? 0) > 0
+        let ringDone = handlers.ring?.hasFinished == true
         return bhList.hasEntries || handlersReady || ringDone || timerDue()
     }
 

@@ -32,11 +32,11 @@ final class URingMonitor: FDMonitor {
     var sharedFD: Int32? { ring.fd }
 
     /// Registered nodes whose poll is not armed. Under the table lock.
-    private var toArm: [FDHandlerNode] = []
+    @exclusivity(unchecked) private var toArm: [FDHandlerNode] = []
     /// `toArm` is not empty: read without the lock by the end of a dispatch.
     let armsPending = Atomic<Bool>(false)
     /// Scratch for the handler completions of one reap. Under the table lock.
-    private var completions: [(userData: UInt64, result: Int32, flags: UInt32)] = []
+    @exclusivity(unchecked) private var completions: [(userData: UInt64, result: Int32, flags: UInt32)] = []
 
     init(ring: Ring) {
         self.ring = ring
@@ -137,14 +137,17 @@ final class URingMonitor: FDMonitor {
 
     func wait(table: HandlerTable, buffers: PollBuffers, wakeFD: Int32?, timeoutNs: Int64) -> Bool {
         buffers.ready.clear()
-        let watchRing: Bool = table.withLock {
+        let (watchRing, completed): (Bool, Bool) = table.withLock {
             armPending(table: table)
-            return !table.active.isEmpty || ring.operationsInFlight.load(ordering: .relaxed) > 0
+            let watch = !table.active.isEmpty || ring.operationsInFlight.load(ordering: .relaxed) > 0
+            // Completions already there (a submission that completed inline,
+            // like a read from the page cache), or moved to the backlog (a
+            // full queue made room; the fd no longer reports those): take
+            // them instead of sleeping, and save the ppoll.
+            return (watch, watch && timeoutNs != 0 && ring.withLock { ring.hasCompletionsLocked })
         }
         var wakeReadable = false
-        // Completions moved to the backlog (a full queue made room) are not
-        // on the ring's fd any more: take them instead of sleeping.
-        if timeoutNs != 0 && ring.backlogCount.load(ordering: .relaxed) == 0 {
+        if timeoutNs != 0 && !completed {
             buffers.pollfds.removeAll(keepingCapacity: true)
             if let wakeFD {
                 buffers.pollfds.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))

@@ -124,7 +124,7 @@ extension AioContext {
         if let _ = handlers.ring {
             var entry = io_uring_sqe()
             aio_uring_prep_fsync(&entry, fd, dataOnly ? IORING_FSYNC_DATASYNC : 0)
-            try submit({ $0 = entry }) { c in
+            _ = try queue(entry) { c in
                 completion(c.result < 0 ? .failure(Self.systemError("fsync", -c.result)) : .success(()))
             }
             return
@@ -138,9 +138,42 @@ extension AioContext {
         }
     }
 
-    /// The callback forms' read/write: the ring, or a pool job. `buffer` is
-    /// kept alive until the completion (the closures hold it).
+    /// Reads up to `buffer.count` bytes of `fd` at `offset` into `buffer`
+    /// and calls `completion` with the count (or the error) on the context's
+    /// thread: the callback form without a copy, for loops that keep their
+    /// buffers (QEMU's block layer reads into the caller's iovec).
+    ///
+    /// Unsafe: the kernel (or a pool worker) writes `buffer` until
+    /// `completion` runs; the caller keeps it allocated and untouched until
+    /// then. Any thread.
+    public func unsafeRead(from fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64,
+                           completion: @escaping @Sendable (Result<Int, AioError>) -> Void) throws(AioError) {
+        try Self.checkFileArguments(fd: fd, count: buffer.count, offset: offset)
+        perform(call: "pread", fd: fd, buffer: SendableBuffer(base: buffer.baseAddress, count: buffer.count),
+                keepAlive: nil, offset: offset, write: false, completion)
+    }
+
+    /// Writes `buffer` to `fd` at `offset` and calls `completion` with the
+    /// count written on the context's thread. Unsafe as ``unsafeRead(from:into:at:completion:)``:
+    /// `buffer` is read until `completion` runs. Any thread.
+    public func unsafeWrite(to fd: Int32, from buffer: UnsafeRawBufferPointer, at offset: Int64,
+                            completion: @escaping @Sendable (Result<Int, AioError>) -> Void) throws(AioError) {
+        try Self.checkFileArguments(fd: fd, count: buffer.count, offset: offset)
+        perform(call: "pwrite", fd: fd,
+                buffer: SendableBuffer(base: UnsafeMutableRawPointer(mutating: buffer.baseAddress), count: buffer.count),
+                keepAlive: nil, offset: offset, write: true, completion)
+    }
+
+    /// The callback forms' read/write: the ring, or a pool job.
+    /// `keepAlive` (the owned buffer of the safe forms) lives until the completion.
     private func perform(call: StaticString, fd: Int32, buffer: OwnedBuffer, offset: Int64, write: Bool,
+                         _ completion: @escaping @Sendable (Result<Int, AioError>) -> Void) {
+        perform(call: call, fd: fd, buffer: SendableBuffer(base: buffer.bytes.baseAddress, count: buffer.count),
+                keepAlive: buffer, offset: offset, write: write, completion)
+    }
+
+    private func perform(call: StaticString, fd: Int32, buffer: SendableBuffer, keepAlive: OwnedBuffer?,
+                         offset: Int64, write: Bool,
                          _ completion: @escaping @Sendable (Result<Int, AioError>) -> Void) {
         let count = buffer.count
         if count == 0 {
@@ -150,13 +183,13 @@ extension AioContext {
         if handlers.ring != nil {
             var entry = io_uring_sqe()
             if write {
-                aio_uring_prep_write(&entry, fd, buffer.bytes.baseAddress, UInt32(count), UInt64(offset))
+                aio_uring_prep_write(&entry, fd, buffer.base, UInt32(count), UInt64(offset))
             } else {
-                aio_uring_prep_read(&entry, fd, buffer.bytes.baseAddress, UInt32(count), UInt64(offset))
+                aio_uring_prep_read(&entry, fd, buffer.base, UInt32(count), UInt64(offset))
             }
             do {
-                try submit({ $0 = entry }) { c in
-                    withExtendedLifetime(buffer) {
+                _ = try queue(entry) { c in
+                    withExtendedLifetime(keepAlive) {
                         completion(c.result < 0 ? .failure(Self.systemError(call, -c.result)) : .success(Int(c.result)))
                     }
                 }
@@ -168,11 +201,13 @@ extension AioContext {
         onContextThread { [self] in
             threadPool.submit({ () throws -> Int in
                 try Self.retrying(call) {
-                    write ? Glibc.pwrite(fd, buffer.bytes.baseAddress, count, off_t(offset))
-                          : Glibc.pread(fd, buffer.bytes.baseAddress, count, off_t(offset))
+                    write ? Glibc.pwrite(fd, buffer.base, count, off_t(offset))
+                          : Glibc.pread(fd, buffer.base, count, off_t(offset))
                 }
             }, completion: { result in
-                completion(result.mapError { Self.poolError($0, call: call) })
+                withExtendedLifetime(keepAlive) {
+                    completion(result.mapError { Self.poolError($0, call: call) })
+                }
             })
         }
     }

@@ -21,13 +21,13 @@ final class Ring: @unchecked Sendable {
     let fd: Int32
     let lock = PThreadMutex()
     /// Completions taken off the kernel's queue, not yet interpreted.
-    private var backlog: [(userData: UInt64, result: Int32, flags: UInt32)] = []
+    @exclusivity(unchecked) private var backlog: [(userData: UInt64, result: Int32, flags: UInt32)] = []
     /// Operations submitted by callers and not completed (any thread reads it
     /// to decide whether a wait must watch the ring).
     let operationsInFlight = Atomic<Int>(0)
 
     static let submissionEntries: UInt32 = 256
-    static let completionEntries: UInt32 = 8192
+    static let completionEntries: UInt32 = 1024
 
     /// Makes a ring, or throws why the kernel refused (ENOSYS on an old
     /// kernel, EPERM under `kernel.io_uring_disabled` or seccomp, ENOMEM).
@@ -121,8 +121,7 @@ final class Ring: @unchecked Sendable {
 
     /// Operations whose completion came, with it, for the owner to run in
     /// order. Under `lock`.
-    private var finished: [(op: RingOperation, completion: RingCompletion)] = []
-    private var finishedHead = 0
+    @exclusivity(unchecked) private var finished: [(op: RingOperation, completion: RingCompletion)] = []
     /// `finished.count`, readable without the lock (a stale 0 is caught by
     /// the notify that follows every completion reaped off the loop).
     let finishedCount = Atomic<Int>(0)
@@ -205,28 +204,45 @@ final class Ring: @unchecked Sendable {
             }
         }
         list.removeLast(list.count - kept)
-        finishedCount.store(finished.count - finishedHead, ordering: .relaxed)
+        finishedCount.store(finished.count, ordering: .relaxed)
     }
 
     /// `IORING_CQE_F_MORE`: more completions of the same entry follow.
     static let moreFlag: UInt32 = 1 << 1
 
-    /// The next finished operation, for its callback, or nil. One at a time,
-    /// so that a callback that waits (a nested poll) lets the next ones run
-    /// in the nested pass. Takes `lock`.
+    /// The owner's queue of finished operations whose callbacks have not
+    /// run: refilled from `finished` in one swap under `lock`, then popped
+    /// without it. Owner-only: a callback that polls (nested) pops the next
+    /// ones from the same queue, so none waits behind a callback that waits.
+    @exclusivity(unchecked) private var running: [(op: RingOperation, completion: RingCompletion)] = []
+    @exclusivity(unchecked) private var runningHead = 0
+
+    /// The next finished operation, for its callback, or nil. Owner-only.
     func nextFinished() -> (op: RingOperation, completion: RingCompletion)? {
-        withLock {
-            guard finishedHead < finished.count else { return nil }
-            let next = finished[finishedHead]
-            finishedHead += 1
-            if finishedHead == finished.count {
-                finished.removeAll(keepingCapacity: true)
-                finishedHead = 0
+        if runningHead == running.count {
+            // A stale 0 is caught up by whoever reaped: it dispatches next
+            // (a native waiter, or GLib's check and dispatch).
+            if finishedCount.load(ordering: .relaxed) == 0 { return nil }
+            running.removeAll(keepingCapacity: true)
+            runningHead = 0
+            withLock {
+                swap(&running, &finished)
+                finishedCount.store(0, ordering: .relaxed)
             }
-            finishedCount.store(finished.count - finishedHead, ordering: .relaxed)
-            return next
+            if running.isEmpty { return nil }
         }
+        let next = running[runningHead]
+        runningHead += 1
+        return next
     }
+
+    /// Whether callbacks wait to run: finished operations, or what is left
+    /// in the owner's queue (a callback polled, nested, before the rest ran).
+    /// Owner-only.
+    var hasFinished: Bool { runningHead < running.count || finishedCount.load(ordering: .relaxed) > 0 }
+
+    /// Under `lock`: whether completions wait, in the kernel's queue or the backlog.
+    var hasCompletionsLocked: Bool { !backlog.isEmpty || aio_uring_cq_ready(raw) > 0 }
 
     /// Completions in the backlog: taken off the kernel's queue (to make
     /// room) but not interpreted. The ring's fd no longer reports them, so a

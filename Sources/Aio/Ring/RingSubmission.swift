@@ -22,7 +22,7 @@ final class RingOperation: @unchecked Sendable {
     // @unchecked Sendable: `inFlight` is touched under the ring's lock;
     // `callback` is immutable.
     let callback: @Sendable (RingCompletion) -> Void
-    var inFlight = false
+    @exclusivity(unchecked) var inFlight = false
 
     init(_ callback: @escaping @Sendable (RingCompletion) -> Void) {
         self.callback = callback
@@ -99,16 +99,23 @@ extension AioContext {
         _ prepare: (inout io_uring_sqe) -> Void,
         completion: @escaping @Sendable (RingCompletion) -> Void
     ) throws(AioError) -> RingRequest {
-        guard let ring = handlers.ring else { throw .noRing(context: name) }
         var entry = io_uring_sqe()
         prepare(&entry)
+        return RingRequest(op: try queue(entry, completion), context: self)
+    }
+
+    /// Queues `entry` for the loop to submit; returns its operation.
+    @inline(__always)
+    func queue(_ entry: io_uring_sqe, _ completion: @escaping @Sendable (RingCompletion) -> Void) throws(AioError) -> RingOperation {
+        guard let ring = handlers.ring else { throw .noRing(context: name) }
         let op = RingOperation(completion)
         ring.withLock { ring.queueLocked(op, entry: entry) }
-        // The entry is submitted by the end of this dispatch pass, or by the
-        // next wait or GLib prepare: make sure there is one (a waiter asleep
-        // now does not even watch the ring if nothing was in flight).
-        notify()
-        return RingRequest(op: op, context: self)
+        // The entry is submitted by the end of the dispatch pass that queued
+        // it (`afterDispatch`), or by the next wait or GLib prepare. Outside
+        // a dispatch, make sure there is one: a waiter asleep now does not
+        // even watch the ring if nothing was in flight.
+        if !(dispatchDepth > 0 && ownership.isHeldByCurrentThread) { notify() }
+        return op
     }
 
     /// Submits one io_uring operation and returns its completion. Same rules
