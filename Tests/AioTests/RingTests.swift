@@ -286,6 +286,58 @@ struct RingSubmissionTests {
         h.finish()
     }
 
+    /// Signals interrupt the waits (ppoll returns EINTR; io_uring_enter too):
+    /// nothing is lost, nothing traps. A no-op SIGUSR1 handler without
+    /// SA_RESTART, sent to the loop thread every 50 µs.
+    @Test("signals (EINTR) during waits and submissions lose nothing", arguments: FDMonitorKind.allCases)
+    func interruptedWaits(kind: FDMonitorKind) throws {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        action.sa_flags = 0
+        var previous = sigaction()
+        sigaction(SIGUSR1, &action, &previous)
+        defer { sigaction(SIGUSR1, &previous, nil) }
+        let ctx = try AioContext(name: "eintr-\(kind)", fdMonitor: kind)
+        let pipe = Pipe()
+        let reads = Counter()
+        try ctx.setHandler(for: pipe.readFD, read: { pipe.drain(); reads.increment() })
+        let completions = Counter()
+        let target = pthread_self()
+        let stop = Atomic<Bool>(false)
+        let signaller = try NativeThread(name: "signaller") {
+            while !stop.load(ordering: .relaxed) {
+                pthread_kill(target, SIGUSR1)
+                usleep(50)
+            }
+        }
+        let rounds = 100
+        let deadline = monotonicNowNs() + 20_000_000_000
+        // Each readiness (and submission) comes from another thread 300 µs
+        // after the last was handled: the loop is asleep, signals land in
+        // its waits.
+        let writer = try NativeThread(name: "writer") {
+            for round in 1...rounds {
+                while reads.count < round - 1 && monotonicNowNs() < deadline { usleep(50) }
+                usleep(300)
+                pipe.write()
+                if kind == .ioUring {
+                    try! ctx.submit({ aio_uring_prep_nop(&$0) }) { _ in completions.increment() }
+                }
+            }
+        }
+        while (reads.count < rounds || (kind == .ioUring && completions.count < rounds))
+                && monotonicNowNs() < deadline {
+            ctx.poll(blocking: true)
+        }
+        writer.join()
+        stop.store(true, ordering: .relaxed)
+        signaller.join()
+        #expect(reads.count == rounds)
+        if kind == .ioUring { #expect(completions.count == rounds) }
+        ctx.removeHandler(for: pipe.readFD)
+    }
+
     @Test("without a ring, submit throws a clear error")
     func noRing() throws {
         let ctx = try AioContext(name: "poll-only", fdMonitor: .poll)
