@@ -171,7 +171,8 @@ for max_us in (0, 32, 256):
     ROWS.append(("poll", f"ours, {label}: wakes found by spinning", "aio", f"p_poll{max_us}_spin_hits_per_wake", "perop"))
 ROWS.append(("poll", "ours, pollMaxNs 32 µs: idle CPU after a busy spell (10 ms timer)", "aio", "p_idle_cpu_percent", "pct"))
 for depth in (1, 32):
-    for who, impl, metric in [("ours, io_uring", "aio", "h_uring"), ("ours, thread pool", "aio", "h_pool"),
+    for who, impl, metric in [("ours, io_uring", "aio", "h_uring"), ("ours, io_uring, `[UInt8]` form", "aio", "h_uring_copy"),
+                              ("ours, thread pool", "aio", "h_pool"),
                               ("C floor, io_uring (liburing)", "uring", "h_uring"),
                               ("C floor, pread pool (4 threads)", "pool", "h_pool")]:
         ROWS.append(("h", f"{who}: 4 KiB random reads, QD {depth}", impl, f"{metric}_qd{depth}_kops", "kops"))
