@@ -221,15 +221,16 @@ extension AioContext {
             if drainingWakeup { slot.notifier.testAndClear() }
             waiters.returnSlot(slot)
         }
-        if let ring = handlers.ring {
-            if ring.hasFinished {
-                progress = runRingCompletions(ring) || progress
-            }
-            handlers.afterDispatch()
+        if let ring = handlers.ring, ring.hasFinished {
+            progress = runRingCompletions(ring) || progress
         }
         if handlers.sweeps.load(ordering: .relaxed) { sweepClosedDescriptors() }
         dropStalePolledNodes()
-        return runTimers() || progress
+        progress = runTimers() || progress
+        // Last: what every callback of the pass (timers included) queued,
+        // and the polls whose completions it dispatched.
+        if handlers.ring != nil { handlers.afterDispatch() }
+        return progress
     }
 
     /// epoll and io_uring do not report a descriptor closed while
