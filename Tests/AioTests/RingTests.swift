@@ -338,6 +338,59 @@ struct RingSubmissionTests {
         ctx.removeHandler(for: pipe.readFD)
     }
 
+    /// A BH waits (a nested poll lets go of ownership for its sleep); another
+    /// thread takes ownership meanwhile and submits: that thread is not
+    /// inside a dispatch pass, so it must wake a poller to hand the entry
+    /// over (the sleeping pass's depth is not its own).
+    @Test("a submission from a thread that took ownership while a pass sleeps is handed over")
+    func submitWhileAPassSleeps() throws {
+        let h = try Harness(.native, name: "pass-sleeps", monitor: .ioUring)
+        let done = Atomic<Bool>(false)
+        let waiting = TestEvent()
+        let finished = Counter()
+        let dog = h.watchdog(5, "completion of an entry submitted while a pass sleeps")
+        h.ctx.scheduleOneshot(name: "waiter") {
+            waiting.signal()
+            h.ctx.waitWhile { !done.load(ordering: .acquiring) && !dog.hasFired }
+            finished.increment()
+        }
+        let other = try NativeThread(name: "submitter") {
+            _ = waiting.wait(seconds: 5)
+            usleep(20_000)  // the BH's nested poll is asleep
+            h.ctx.acquire()
+            try! h.ctx.submit({ aio_uring_prep_nop(&$0) }) { _ in done.store(true, ordering: .releasing) }
+            h.ctx.release()
+        }
+        while finished.count == 0 && !dog.hasFired { h.iterate(blocking: true) }
+        other.join()
+        #expect(!dog.disarm(), "the entry was never handed to the kernel")
+        h.finish()
+    }
+
+    /// The kernel cancels a thread's pending requests when it exits. A
+    /// removal on a short-lived thread hands the queue (with a caller's
+    /// pending pipe read) to the kernel from that thread; the read must not
+    /// come back cancelled.
+    @Test("an entry handed over by a thread that exits is not lost")
+    func submitterThreadExits() throws {
+        let ctx = try AioContext(name: "exiting-submitter", fdMonitor: .ioUring)
+        let other = Pipe()
+        try ctx.setHandler(for: other.readFD, read: { other.drain() })
+        ctx.poll(blocking: false)  // arms the handler's poll
+        let pipe = Pipe()  // empty: the read waits
+        let result = Locked<Result<[UInt8], AioError>?>(nil)
+        try ctx.read(from: pipe.readFD, count: 1, at: 0) { r in result.withLock { $0 = r } }
+        let remover = try NativeThread(name: "short-lived") { ctx.removeHandler(for: other.readFD) }
+        remover.join()
+        usleep(20_000)
+        pipe.write(42)
+        let deadline = monotonicNowNs() + 10_000_000_000
+        while result.withLock({ $0 == nil }) && monotonicNowNs() < deadline { ctx.poll(blocking: true) }
+        let got = result.withLock { $0 }
+        #expect(got.flatMap { try? $0.get() } == [42], "\(String(describing: got))")
+        print("resubmissions after the submitter exited: \(ctx.handlers.ring!.resubmissions.load(ordering: .relaxed))")
+    }
+
     @Test("without a ring, submit throws a clear error")
     func noRing() throws {
         let ctx = try AioContext(name: "poll-only", fdMonitor: .poll)

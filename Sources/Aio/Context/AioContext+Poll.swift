@@ -130,6 +130,11 @@ extension AioContext {
             var woken = false
             if timeoutNs != 0 {
                 Counters.bumpShared(stats.blockingWaits)
+                // Owner-only state of this thread's passes goes with the
+                // ownership: another thread may own the context while we
+                // sleep, and must not see our dispatch depth as its own.
+                let savedDispatchDepth = dispatchDepth
+                dispatchDepth = 0
                 let (depth, glibDeferred) = ownership.releaseAll()
                 // GLib found the context owned while we dispatched: it may
                 // look now, while we sleep.
@@ -137,6 +142,7 @@ extension AioContext {
                 woken = handlers.wait(buffers: waiter.buffers, wakeFD: waiter.notifier.fd,
                                       timeoutNs: timeoutNs)
                 ownership.reacquire(depth: depth)
+                dispatchDepth = savedDispatchDepth
                 #if AIO_FAULT_SKIP_WRITE
                 // QEMU 2018's accept: only after a real wait.
                 faultNotified.store(false, ordering: .relaxed)

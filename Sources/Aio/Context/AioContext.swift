@@ -65,8 +65,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// and read by dispatch, both under ownership.
     @exclusivity(unchecked) var glibReventsEpoch: UInt64 = 0
     /// Whether GLib's check ran since its prepare (GLib skips it after a
-    /// ready prepare). Under ownership (prepare, check and dispatch).
-    @exclusivity(unchecked) var glibChecked = false
+    /// ready prepare). The GLib thread's (as `glibPollEpoch`): reset at the
+    /// top of prepare, even when prepare cannot take ownership.
+    let glibChecked = Atomic<Bool>(false)
     /// How many `dispatchAll` passes the owner is in (nested polls count).
     /// Owner-only writes; read by the owner thread only (`queue`).
     @exclusivity(unchecked) var dispatchDepth = 0
@@ -426,8 +427,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         poolStorage.withLock { $0 }?.tearDown()
         if let ring = handlers.ring {
             let inFlight = ring.operationsInFlight.load(ordering: .relaxed)
-            if inFlight > 0 {
-                fatalError("AioContext '\(name)' torn down with \(inFlight) io_uring operation(s) in flight (submit or a file I/O callback form): keep the context alive until their completions have run; the kernel would write to buffers that are freed.")
+            let notRun = ring.pendingCallbacks
+            if inFlight > 0 || notRun > 0 {
+                fatalError("AioContext '\(name)' torn down with \(inFlight) io_uring operation(s) queued or in flight and \(notRun) completion(s) whose callbacks have not run (submit, or a file I/O callback form): keep the context alive, and polled, until their completions have run; the kernel could write to freed buffers, and the callbacks would never be called.")
             }
         }
         for list in timerLists { list.tearDown() }

@@ -147,6 +147,7 @@ extension AioContext {
         // Before GLib looks at the fds: see `ReadyList.epoch`. GLib-thread
         // only (the thread holding the GMainContext).
         glibPollEpoch.store(handlerEpoch.load(ordering: .acquiring), ordering: .relaxed)
+        glibChecked.store(false, ordering: .relaxed)
         // A thread that already owned the context is inside one of its
         // dispatches (or native polls) and iterates GLib from there.
         let nested = ownership.isHeldByCurrentThread
@@ -174,7 +175,6 @@ extension AioContext {
         // epoll/io_uring: GLib polls the monitor's one fd; arm what must be
         // armed (and submit what is queued) before GLib may sleep on it.
         let backlog = handlers.glibPrepare(source)
-        glibChecked = false
         // The GLib thread's notify memory, as in a native poll: a notify since
         // this thread's last iteration returned keeps it awake, so a caller
         // iterating `while !done { g_main_context_iteration(ctx, TRUE) }`
@@ -298,14 +298,15 @@ extension AioContext {
         // The monitor's shared fd is read even with no handler left: a
         // completion of a poll remove, or a stale epoll registration, keeps
         // it readable until taken.
-        if handlers.hasWatchedWork || sharedReadable {
+        if handlers.hasWatchedWork || sharedReadable
+            || (handlers.ring?.backlogCount.load(ordering: .relaxed) ?? 0) > 0 {
             let checked = handlers.glibCheck(source, pollEpoch: pollEpoch)
             handlersReady = checked.ready
             glibReventsEpoch = checked.epoch
         } else {
             glibReventsEpoch = pollEpoch
         }
-        glibChecked = true
+        glibChecked.store(true, ordering: .relaxed)
         rememberGeneration()
         let ringDone = handlers.ring?.hasFinished == true
         return bhList.hasEntries || handlersReady || ringDone || timerDue()
@@ -325,7 +326,7 @@ extension AioContext {
         // A slot only for its ready list: nested iterations get their own.
         let slot = handlers.hasWatchedWork ? waiters.takeSlot(advertise: false) : nil
         if let slot {
-            if !glibChecked {
+            if !glibChecked.load(ordering: .relaxed) {
                 // GLib skips check after a ready prepare (a BH kept the
                 // context busy), but it did poll the fds: read them here, or
                 // handlers would starve while BHs keep coming.
@@ -334,7 +335,7 @@ extension AioContext {
             handlers.glibCollect(into: slot.buffers.ready, for: source)
             slot.buffers.ready.epoch = glibReventsEpoch
         }
-        glibChecked = false
+        glibChecked.store(false, ordering: .relaxed)
         _ = dispatchAll(readyIn: slot)
         rememberGeneration()
     }

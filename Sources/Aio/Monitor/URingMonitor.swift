@@ -140,6 +140,7 @@ final class URingMonitor: FDMonitor {
         let (watchRing, completed): (Bool, Bool) = table.withLock {
             armPending(table: table)
             let watch = !table.active.isEmpty || ring.operationsInFlight.load(ordering: .relaxed) > 0
+                || ring.backlogCount.load(ordering: .relaxed) > 0
             // Completions already there (a submission that completed inline,
             // like a read from the page cache), or moved to the backlog (a
             // full queue made room; the fd no longer reports those): take

@@ -177,7 +177,8 @@ extension AioContext {
                          _ completion: @escaping @Sendable (Result<Int, AioError>) -> Void) {
         let count = buffer.count
         if count == 0 {
-            onContextThread { completion(.success(0)) }
+            // Never before the call returns, as every other completion.
+            scheduleOneshot(name: "\(name)/file-io") { completion(.success(0)) }
             return
         }
         if handlers.ring != nil {
@@ -194,7 +195,7 @@ extension AioContext {
                     }
                 }
             } catch {
-                onContextThread { completion(.failure(error)) }
+                scheduleOneshot(name: "\(name)/file-io") { completion(.failure(error)) }
             }
             return
         }

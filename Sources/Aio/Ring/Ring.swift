@@ -129,22 +129,30 @@ final class Ring: @unchecked Sendable {
     /// Under `lock`: queues `op` with `entry` (its `user_data` replaced by
     /// the operation's tag) and keeps `op` alive until its completion.
     /// `submitNow` false leaves it for the next wait or dispatch end.
-    func queueLocked(_ op: RingOperation, entry: io_uring_sqe) {
-        let sqe = entryLocked(userData: op.userData)
-        sqe.pointee = entry
-        sqe.pointee.user_data = op.userData
-        // Links would chain the caller's entry to the library's own (the
-        // next entries queued); skipping the success completion would leave
-        // the operation in flight for ever. Neither is allowed.
-        sqe.pointee.flags &= ~UInt8(truncatingIfNeeded: Self.forbiddenFlags)
+    func queueLocked(_ op: RingOperation) {
         _ = Unmanaged.passRetained(op)  // released in completeOperationsLocked
         op.inFlight = true
         operationsInFlight.wrappingAdd(1, ordering: .relaxed)
+        enqueueLocked(op)
+    }
+
+    /// Under `lock`: puts `op`'s entry in the submission queue, for the
+    /// loop to submit.
+    private func enqueueLocked(_ op: RingOperation) {
+        let sqe = entryLocked(userData: op.userData)
+        sqe.pointee = op.entry
+        sqe.pointee.user_data = op.userData
+        // Links would chain the caller's entry to the library's own (the
+        // next entries queued); a drain would hold every later entry (the
+        // handlers' polls among them) behind polls that may never complete;
+        // skipping the success completion would leave the operation in
+        // flight for ever. None is allowed.
+        sqe.pointee.flags &= ~UInt8(truncatingIfNeeded: Self.forbiddenFlags)
         deferredSubmissions.store(true, ordering: .relaxed)
     }
 
-    /// `IOSQE_IO_LINK`, `IOSQE_IO_HARDLINK`, `IOSQE_CQE_SKIP_SUCCESS`.
-    static let forbiddenFlags: UInt32 = (1 << 2) | (1 << 3) | (1 << 6)
+    /// `IOSQE_IO_DRAIN`, `IOSQE_IO_LINK`, `IOSQE_IO_HARDLINK`, `IOSQE_CQE_SKIP_SUCCESS`.
+    static let forbiddenFlags: UInt32 = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 6)
 
     /// Called (under `lock`) when completions were moved to the backlog
     /// outside a reap: a waiter that looked at the ring's fd before may
@@ -172,6 +180,7 @@ final class Ring: @unchecked Sendable {
     /// thread anyway).
     func cancelLocked(_ op: RingOperation) {
         guard op.inFlight else { return }
+        op.cancelRequested = true
         let sqe = entryLocked(userData: AIO_URING_INTERNAL_TAG)
         aio_uring_prep_cancel(sqe, op.userData)
         sqe.pointee.user_data = AIO_URING_INTERNAL_TAG
@@ -192,6 +201,15 @@ final class Ring: @unchecked Sendable {
                     // Not the last completion of this operation (multishot,
                     // zero-copy send): it stays in flight, and retained.
                     finished.append((Unmanaged<RingOperation>.fromOpaque(raw).takeUnretainedValue(), completion))
+                } else if c.result == -ECANCELED,
+                          !Unmanaged<RingOperation>.fromOpaque(raw).takeUnretainedValue().cancelRequested {
+                    // Cancelled without being asked: the kernel cancels a
+                    // thread's queued work when the thread exits, and an
+                    // entry may have been handed over by a caller's thread
+                    // (a full queue, a removal flushing it). Nothing ran:
+                    // queue it again, still retained, for the loop.
+                    enqueueLocked(Unmanaged<RingOperation>.fromOpaque(raw).takeUnretainedValue())
+                    resubmissions.wrappingAdd(1, ordering: .relaxed)
                 } else {
                     let op = Unmanaged<RingOperation>.fromOpaque(raw).takeRetainedValue()
                     op.inFlight = false
@@ -207,6 +225,9 @@ final class Ring: @unchecked Sendable {
         finishedCount.store(finished.count, ordering: .relaxed)
     }
 
+    /// Operations queued again after a cancel nobody asked for (tests).
+    let resubmissions = Atomic<Int>(0)
+
     /// `IORING_CQE_F_MORE`: more completions of the same entry follow.
     static let moreFlag: UInt32 = 1 << 1
 
@@ -220,11 +241,15 @@ final class Ring: @unchecked Sendable {
     /// The next finished operation, for its callback, or nil. Owner-only.
     func nextFinished() -> (op: RingOperation, completion: RingCompletion)? {
         if runningHead == running.count {
+            // Let go of the operations that ran (their callbacks may hold
+            // the context: a cycle through the ring otherwise).
+            if runningHead > 0 {
+                running.removeAll(keepingCapacity: true)
+                runningHead = 0
+            }
             // A stale 0 is caught up by whoever reaped: it dispatches next
             // (a native waiter, or GLib's check and dispatch).
             if finishedCount.load(ordering: .relaxed) == 0 { return nil }
-            running.removeAll(keepingCapacity: true)
-            runningHead = 0
             withLock {
                 swap(&running, &finished)
                 finishedCount.store(0, ordering: .relaxed)
@@ -235,6 +260,9 @@ final class Ring: @unchecked Sendable {
         runningHead += 1
         return next
     }
+
+    /// Callbacks not run yet (teardown's check). Owner-only.
+    var pendingCallbacks: Int { running.count - runningHead + finishedCount.load(ordering: .relaxed) }
 
     /// Whether callbacks wait to run: finished operations, or what is left
     /// in the owner's queue (a callback polled, nested, before the rest ran).

@@ -19,13 +19,18 @@ public struct RingCompletion: Sendable, Equatable {
 /// One of the caller's operations in the ring. Its address (tagged) is the
 /// entry's `user_data`; the ring holds it (+1) from submission to completion.
 final class RingOperation: @unchecked Sendable {
-    // @unchecked Sendable: `inFlight` is touched under the ring's lock;
-    // `callback` is immutable.
+    // @unchecked Sendable: `inFlight` and `cancelRequested` are touched
+    // under the ring's lock; `callback` and `entry` are immutable.
     let callback: @Sendable (RingCompletion) -> Void
+    /// The entry as submitted, to submit again if the kernel cancels it
+    /// without being asked (see `Ring.completeOperationsLocked`).
+    let entry: io_uring_sqe
     @exclusivity(unchecked) var inFlight = false
+    @exclusivity(unchecked) var cancelRequested = false
 
-    init(_ callback: @escaping @Sendable (RingCompletion) -> Void) {
+    init(_ callback: @escaping @Sendable (RingCompletion) -> Void, entry: io_uring_sqe) {
         self.callback = callback
+        self.entry = entry
     }
 
     var userData: UInt64 {
@@ -108,13 +113,14 @@ extension AioContext {
     @inline(__always)
     func queue(_ entry: io_uring_sqe, _ completion: @escaping @Sendable (RingCompletion) -> Void) throws(AioError) -> RingOperation {
         guard let ring = handlers.ring else { throw .noRing(context: name) }
-        let op = RingOperation(completion)
-        ring.withLock { ring.queueLocked(op, entry: entry) }
+        let op = RingOperation(completion, entry: entry)
+        ring.withLock { ring.queueLocked(op) }
         // The entry is submitted by the end of the dispatch pass that queued
         // it (`afterDispatch`), or by the next wait or GLib prepare. Outside
         // a dispatch, make sure there is one: a waiter asleep now does not
         // even watch the ring if nothing was in flight.
-        if !(dispatchDepth > 0 && ownership.isHeldByCurrentThread) { notify() }
+        // Ownership first: `dispatchDepth` is the owner's to read.
+        if !(ownership.isHeldByCurrentThread && dispatchDepth > 0) { notify() }
         return op
     }
 
