@@ -14,7 +14,14 @@ import Synchronization
 ///   that may sleep on the ring (a native wait, GLib's prepare) first arms
 ///   what is there; so does the end of each dispatch pass. Whoever took a
 ///   completion either dispatches it or leaves the node there: readiness is
-///   never lost, even when GLib's dispatch is skipped.
+///   never lost, even when GLib's dispatch is skipped. A poll the kernel
+///   cancelled (its arming thread exited) completes with ECANCELED and is
+///   armed again the same way.
+/// - A completion goes to one reader only: what GLib's check took and
+///   GLib's dispatch did not run (another thread owned the context) is
+///   dispatched by the owner's next pass (`collectGLibLeftovers`), or GLib
+///   and the owner could hand the same readiness back and forth for ever
+///   (the model's SPEC_GLIB_ONLY_COLLECTS).
 /// - A completion reports readiness as of its arming: its ready entry
 ///   carries the dispatch epoch read then (`armedEpoch`), so a poll armed
 ///   before another thread's dispatch consumed the data is re-checked

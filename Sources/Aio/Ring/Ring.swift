@@ -10,11 +10,12 @@ import Synchronization
 /// every access goes through `lock` (innermost: the handler table's lock may
 /// be held around it, never the other way round). Completions are copied
 /// into `backlog` under the lock and interpreted by whoever holds the table
-/// lock (`URingMonitor.reap`), so a full submission queue can always make
-/// room without taking any other lock.
+/// lock (`URingMonitor.harvest`), so a full submission queue can always
+/// make room without taking any other lock.
 final class Ring: @unchecked Sendable {
-    // @unchecked Sendable: `raw` and `backlog` are touched only
-    // under `lock`; `fd` and `entries` are immutable.
+    // @unchecked Sendable: `raw`, `backlog` and `finished` are touched only
+    // under `lock`; `running` only by the context's owner; `fd` is immutable;
+    // the counters are atomic.
 
     let raw: UnsafeMutableRawPointer
     /// The ring's descriptor: readable while completions wait in its queue.
@@ -47,7 +48,6 @@ final class Ring: @unchecked Sendable {
         // released under the kernel).
         aio_uring_free(raw)
     }
-
 
     @inline(__always) func withLock<R>(_ body: () throws -> R) rethrows -> R {
         try lock.withLock(body)
@@ -122,13 +122,15 @@ final class Ring: @unchecked Sendable {
     /// Operations whose completion came, with it, for the owner to run in
     /// order. Under `lock`.
     @exclusivity(unchecked) private var finished: [(op: RingOperation, completion: RingCompletion)] = []
-    /// `finished.count`, readable without the lock (a stale 0 is caught by
-    /// the notify that follows every completion reaped off the loop).
+    /// `finished.count`, readable without the lock. A stale 0 is harmless:
+    /// whoever reaped a completion dispatches next (a native waiter takes
+    /// ownership back and dispatches; GLib's check is followed by its
+    /// dispatch, or by the owner's pass when that is skipped).
     let finishedCount = Atomic<Int>(0)
 
-    /// Under `lock`: queues `op` with `entry` (its `user_data` replaced by
-    /// the operation's tag) and keeps `op` alive until its completion.
-    /// `submitNow` false leaves it for the next wait or dispatch end.
+    /// Under `lock`: queues `op`'s entry (its `user_data` replaced by the
+    /// operation's tag) for the loop to submit, and keeps `op` alive until
+    /// its last completion.
     func queueLocked(_ op: RingOperation) {
         _ = Unmanaged.passRetained(op)  // released in completeOperationsLocked
         op.inFlight = true
