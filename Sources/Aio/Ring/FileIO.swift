@@ -189,11 +189,7 @@ extension AioContext {
                 aio_uring_prep_read(&entry, fd, buffer.base, UInt32(count), UInt64(offset))
             }
             do {
-                _ = try queue(entry) { c in
-                    withExtendedLifetime(keepAlive) {
-                        completion(c.result < 0 ? .failure(Self.systemError(call, -c.result)) : .success(Int(c.result)))
-                    }
-                }
+                _ = try queue(FileOperation(call: call, keepAlive: keepAlive, done: completion, entry: entry))
             } catch {
                 scheduleOneshot(name: "\(name)/file-io") { completion(.failure(error)) }
             }
@@ -255,6 +251,28 @@ extension AioContext {
             if err == EINTR { continue }
             throw systemError(call, err)
         }
+    }
+}
+
+/// A read or write of the callback forms: the completion as a count or an
+/// error, and the buffer it owns (if any) kept until then.
+private final class FileOperation: RingOperation, @unchecked Sendable {
+    // @unchecked Sendable: immutable after init.
+    let call: StaticString
+    let keepAlive: OwnedBuffer?
+    let done: @Sendable (Result<Int, AioError>) -> Void
+
+    init(call: StaticString, keepAlive: OwnedBuffer?, done: @escaping @Sendable (Result<Int, AioError>) -> Void,
+         entry: io_uring_sqe) {
+        self.call = call
+        self.keepAlive = keepAlive
+        self.done = done
+        super.init(nil, entry: entry)
+    }
+
+    override func complete(_ completion: RingCompletion) {
+        let result = completion.result
+        done(result < 0 ? .failure(AioContext.systemError(call, -result)) : .success(Int(result)))
     }
 }
 

@@ -18,19 +18,25 @@ public struct RingCompletion: Sendable, Equatable {
 
 /// One of the caller's operations in the ring. Its address (tagged) is the
 /// entry's `user_data`; the ring holds it (+1) from submission to completion.
-final class RingOperation: @unchecked Sendable {
+class RingOperation: @unchecked Sendable {
     // @unchecked Sendable: `inFlight` and `cancelRequested` are touched
     // under the ring's lock; `callback` and `entry` are immutable.
-    let callback: @Sendable (RingCompletion) -> Void
+    let callback: (@Sendable (RingCompletion) -> Void)?
     /// The entry as submitted, to submit again if the kernel cancels it
     /// without being asked (see `Ring.completeOperationsLocked`).
     let entry: io_uring_sqe
     @exclusivity(unchecked) var inFlight = false
     @exclusivity(unchecked) var cancelRequested = false
 
-    init(_ callback: @escaping @Sendable (RingCompletion) -> Void, entry: io_uring_sqe) {
+    init(_ callback: (@Sendable (RingCompletion) -> Void)?, entry: io_uring_sqe) {
         self.callback = callback
         self.entry = entry
+    }
+
+    /// Runs the completion on the loop. The file I/O operations override it
+    /// (one object per read instead of an object and a wrapping closure).
+    func complete(_ completion: RingCompletion) {
+        callback?(completion)
     }
 
     var userData: UInt64 {
@@ -112,8 +118,13 @@ extension AioContext {
     /// Queues `entry` for the loop to submit; returns its operation.
     @inline(__always)
     func queue(_ entry: io_uring_sqe, _ completion: @escaping @Sendable (RingCompletion) -> Void) throws(AioError) -> RingOperation {
+        try queue(RingOperation(completion, entry: entry))
+    }
+
+    /// Queues `op` (its entry) for the loop to submit.
+    @inline(__always)
+    func queue(_ op: RingOperation) throws(AioError) -> RingOperation {
         guard let ring = handlers.ring else { throw .noRing(context: name) }
-        let op = RingOperation(completion, entry: entry)
         ring.withLock { ring.queueLocked(op) }
         // The entry is submitted by the end of the dispatch pass that queued
         // it (`afterDispatch`), or by the next wait or GLib prepare. Outside
@@ -178,7 +189,7 @@ extension AioContext {
     func runRingCompletions(_ ring: Ring) -> Bool {
         var progress = false
         while let (op, completion) = ring.nextFinished() {
-            op.callback(completion)
+            op.complete(completion)
             progress = true
         }
         return progress
