@@ -123,8 +123,12 @@ struct SeedScenarioTests {
             let ctx = ctxBox.ctx
             ctx.setHomeThread()
             var seen = 0
-            while !stop.load(ordering: .relaxed) {
+            while true {
+                // The token before every condition this thread waits for,
+                // `stop` included: a stop and notify between the check and
+                // a later token would be slept through.
                 let token = ctx.notifyToken
+                if stop.load(ordering: .acquiring) { break }
                 let now = request.load(ordering: .acquiring)
                 if now != seen {
                     seen = now
@@ -186,8 +190,10 @@ struct SeedScenarioTests {
                 let ctx = ctxBox.ctx
                 if home { ctx.setHomeThread() } else { ctx.acquire() }
                 var seen = 0
-                while !stop.load(ordering: .relaxed) {
+                while true {
+                    // The token first, then every condition, `stop` included.
                     let token = ctx.notifyToken
+                    if stop.load(ordering: .acquiring) { break }
                     let now = requests[i].count
                     if now != seen { seen = now; acks[i].signal(); continue }
                     ctx.poll(blocking: true, unlessNotifiedSince: token)
