@@ -191,7 +191,7 @@ struct RingSubmissionTests {
         #expect(done.count == n)
     }
 
-    @Test("cancellation goes through IORING_OP_ASYNC_CANCEL")
+    @Test("cancellation goes through IORING_OP_ASYNC_CANCEL", .timeLimit(.minutes(1)))
     func cancelRead() async throws {
         let loop = try IOThread(name: "cancel", fdMonitor: .ioUring)
         try loop.start()
@@ -203,7 +203,15 @@ struct RingSubmissionTests {
         }
         try await Task.sleep(for: .milliseconds(50))
         task.cancel()
+        // Bounded: if the cancel did not reach the kernel, a byte after 5 s
+        // ends the read, and the expectation fails instead of hanging.
+        let finished = TestEvent()
+        let rescue = try NativeThread(name: "rescue") {
+            if !finished.wait(seconds: 5) { pipe.write() }
+        }
         await #expect(throws: CancellationError.self) { _ = try await task.value }
+        finished.signal()
+        rescue.join()
     }
 
     @Test("a multishot operation gets one callback per completion, and is released after the last")
@@ -400,7 +408,7 @@ struct RingSubmissionTests {
     }
 }
 
-@Suite("file I/O")
+@Suite("file I/O", .timeLimit(.minutes(1)))
 struct FileIOTests {
     static func scratchFile(size: Int) throws -> (fd: Int32, bytes: [UInt8], path: String) {
         let path = "/tmp/aio-file-io-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"

@@ -66,7 +66,8 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) var glibReventsEpoch: UInt64 = 0
     /// Whether GLib's check ran since its prepare (GLib skips it after a
     /// ready prepare). The GLib thread's (as `glibPollEpoch`): reset at the
-    /// top of prepare, even when prepare cannot take ownership.
+    /// top of prepare, even when prepare cannot take ownership. Relaxed: one
+    /// GLib thread at a time, handed over under GLib's own mutex.
     let glibChecked = Atomic<Bool>(false)
     /// How many `dispatchAll` passes the owner is in (nested polls count).
     /// Owner-only writes; read by the owner thread only (`queue`).

@@ -400,6 +400,8 @@ final class HandlerTable: @unchecked Sendable {
 
     /// Shared-fd entries a GLib check took and whose GLib dispatch has not
     /// run (another thread owned the context). Read without the lock.
+    /// Relaxed: written by GLib's check and read by dispatches, all under
+    /// ownership, whose hand-over orders them.
     let glibLeftovers = Atomic<Int>(0)
 
     /// The owner's dispatch takes what a GLib check left: the completion
@@ -503,7 +505,9 @@ final class HandlerTable: @unchecked Sendable {
     // MARK: Descriptors closed while registered
 
     /// Whether the monitor needs the sweep: epoll and io_uring do not report
-    /// a closed descriptor (ppoll does: POLLNVAL).
+    /// a closed descriptor (ppoll does: POLLNVAL). Set under `lock` when the
+    /// monitor changes; relaxed: a stale value costs one sweep too many or
+    /// too late, never a callback.
     let sweeps = Atomic<Bool>(false)
     /// When the next sweep is due (monotonic ns; 0: not scheduled). Owner-only.
     @exclusivity(unchecked) var sweepDeadline: Int64 = 0

@@ -172,8 +172,6 @@ final class EpollMonitor: FDMonitor {
     /// A removal failed or a stale event came: rebuild before the next look.
     /// Under the table lock.
     private var needsRebuild = false
-    /// How many times the set was rebuilt (tests, diagnostics). Under the table lock.
-    private(set) var rebuilds = 0
 
     init() throws(SystemCallError) {
         current = try EpollFD()
@@ -221,7 +219,6 @@ final class EpollMonitor: FDMonitor {
         guard needsRebuild else { return }
         guard let fresh = try? EpollFD() else { return }  // out of fds: try again next time
         needsRebuild = false
-        rebuilds += 1
         for node in table.active where !node.invalid {
             _ = try? add(node, to: fresh)
         }

@@ -41,6 +41,8 @@ final class URingMonitor: FDMonitor {
     /// Registered nodes whose poll is not armed. Under the table lock.
     @exclusivity(unchecked) private var toArm: [FDHandlerNode] = []
     /// `toArm` is not empty: read without the lock by the end of a dispatch.
+    /// Relaxed: a stale false only leaves the arming to the next wait or
+    /// GLib prepare, which read `toArm` itself under the table lock.
     let armsPending = Atomic<Bool>(false)
     /// Scratch for the handler completions of one reap. Under the table lock.
     @exclusivity(unchecked) private var completions: [(userData: UInt64, result: Int32, flags: UInt32)] = []

@@ -29,32 +29,37 @@ extension AioContext {
     /// Reads up to `buffer.count` bytes of `fd` at `offset` into `buffer`.
     /// Returns the count read. QEMU: `luring_co_submit()` / `laio_co_submit()`.
     public func read(from fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
-        try Self.checkFileArguments(fd: fd, count: buffer.count, offset: offset)
-        if buffer.isEmpty { return 0 }
-        let target = SendableBuffer(base: buffer.baseAddress, count: buffer.count)
-        if handlers.ring != nil {
-            var entry = io_uring_sqe()
-            aio_uring_prep_read(&entry, fd, target.base, UInt32(target.count), UInt64(offset))
-            return try Self.countOrThrow(try await submitEntry(entry), call: "pread")
-        }
-        return try await threadPool.run {
-            try Self.retrying("pread") { Glibc.pread(fd, target.base, target.count, off_t(offset)) }
-        }
+        try await transfer(call: "pread", fd: fd, buffer: SendableBuffer(base: buffer.baseAddress, count: buffer.count),
+                           offset: offset, write: false)
     }
 
     /// Writes `buffer` to `fd` at `offset`. Returns the count written (a
     /// short write is returned as it is).
     public func write(to fd: Int32, from buffer: UnsafeRawBufferPointer, at offset: Int64) async throws -> Int {
+        try await transfer(call: "pwrite", fd: fd,
+                           buffer: SendableBuffer(base: UnsafeMutableRawPointer(mutating: buffer.baseAddress), count: buffer.count),
+                           offset: offset, write: true)
+    }
+
+    /// The async read/write: the ring, or a pool job.
+    private func transfer(call: StaticString, fd: Int32, buffer: SendableBuffer, offset: Int64,
+                          write: Bool) async throws -> Int {
         try Self.checkFileArguments(fd: fd, count: buffer.count, offset: offset)
-        if buffer.isEmpty { return 0 }
-        let source = SendableBuffer(base: UnsafeMutableRawPointer(mutating: buffer.baseAddress), count: buffer.count)
+        if buffer.count == 0 { return 0 }
         if handlers.ring != nil {
             var entry = io_uring_sqe()
-            aio_uring_prep_write(&entry, fd, source.base, UInt32(source.count), UInt64(offset))
-            return try Self.countOrThrow(try await submitEntry(entry), call: "pwrite")
+            if write {
+                aio_uring_prep_write(&entry, fd, buffer.base, UInt32(buffer.count), UInt64(offset))
+            } else {
+                aio_uring_prep_read(&entry, fd, buffer.base, UInt32(buffer.count), UInt64(offset))
+            }
+            return try Self.countOrThrow(try await submitEntry(entry), call: call)
         }
         return try await threadPool.run {
-            try Self.retrying("pwrite") { Glibc.pwrite(fd, source.base, source.count, off_t(offset)) }
+            try Self.retrying(call) {
+                write ? Glibc.pwrite(fd, buffer.base, buffer.count, off_t(offset))
+                      : Glibc.pread(fd, buffer.base, buffer.count, off_t(offset))
+            }
         }
     }
 

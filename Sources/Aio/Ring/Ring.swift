@@ -24,7 +24,11 @@ final class Ring: @unchecked Sendable {
     /// Completions taken off the kernel's queue, not yet interpreted.
     @exclusivity(unchecked) private var backlog: [(userData: UInt64, result: Int32, flags: UInt32)] = []
     /// Operations submitted by callers and not completed (any thread reads it
-    /// to decide whether a wait must watch the ring).
+    /// to decide whether a wait must watch the ring). Written under `lock`,
+    /// read relaxed: a waiter that reads a stale 0 is the one the queuer's
+    /// `notify()` keeps awake (its seq_cst generation RMW comes after the
+    /// increment; the waiter's seq_cst generation load [dekker-wait] then
+    /// orders the next read of this counter after it).
     let operationsInFlight = Atomic<Int>(0)
 
     static let submissionEntries: UInt32 = 256
@@ -165,7 +169,10 @@ final class Ring: @unchecked Sendable {
     /// Entries queued by callers, handed to the kernel by the loop (the end
     /// of a dispatch pass, the next wait, GLib's prepare): io_uring cancels
     /// work a thread submitted when that thread exits, so callers' threads
-    /// (a task's, which the runtime may retire) never submit.
+    /// (a task's, which the runtime may retire) never submit. Set under
+    /// `lock`, read relaxed: a stale false outside a pass is covered by the
+    /// queuer's notify as `operationsInFlight` is; inside a pass the owner
+    /// set it itself.
     let deferredSubmissions = Atomic<Bool>(false)
 
     /// Under `lock`: submits what was deferred.
@@ -276,6 +283,8 @@ final class Ring: @unchecked Sendable {
 
     /// Completions in the backlog: taken off the kernel's queue (to make
     /// room) but not interpreted. The ring's fd no longer reports them, so a
-    /// wait must not sleep while there are any. Written under `lock`.
+    /// wait must not sleep while there are any. Written under `lock`, read
+    /// relaxed: a drain outside a reap calls `onBacklog` (a notify), which
+    /// orders a stale 0 as for `operationsInFlight`.
     let backlogCount = Atomic<Int>(0)
 }
