@@ -76,7 +76,7 @@ struct ConcurrencyTests {
 
         // A task that prefers the context as its task executor runs there too.
         let ctx = loop.ctx
-        let taskThread = await Task(executorPreference: ctx) { currentThreadID() }.value
+        let taskThread = await Task(executorPreference: ctx.taskExecutor) { currentThreadID() }.value
         #expect(loop.isDriver(taskThread))
 
         // Outside any job, on the loop thread (a BH), the isolation check
@@ -102,7 +102,7 @@ struct ConcurrencyTests {
         for p in 0..<producers {
             threads.append(try NativeThread(name: "producer \(p)") {
                 for i in 0..<perProducer {
-                    Task(executorPreference: ctx) {
+                    Task(executorPreference: ctx.taskExecutor) {
                         if !loop.isDriver(currentThreadID()) || !ctx.isOwnedByCurrentThread {
                             check.offThread += 1
                         }
@@ -129,9 +129,9 @@ struct ConcurrencyTests {
         let ctx = loop.ctx
         let dog = loop.harness.watchdog(60, "nested poll in a job")
         let order = Recorder<String>()
-        await Task(executorPreference: ctx) {
+        await Task(executorPreference: ctx.taskExecutor) {
             order.append("outer begins")
-            Task(executorPreference: ctx) { order.append("inner") }
+            Task(executorPreference: ctx.taskExecutor) { order.append("inner") }
             // A nested non-blocking poll inside the job: the inner job must
             // not run here, in the middle of the outer one.
             for _ in 0..<3 { _ = ctx.poll(blocking: false) }
@@ -151,7 +151,7 @@ struct ConcurrencyTests {
         // Measured by a task on the context, so that its continuation runs on
         // the loop thread: a task on the global executor would also measure
         // how long the (2-thread) cooperative pool took to run it.
-        let (earliest, worst) = try await Task(executorPreference: ctx) {
+        let (earliest, worst) = try await Task(executorPreference: ctx.taskExecutor) {
             var earliest = Double.infinity
             var worst = 0.0
             for _ in 0..<10 {
@@ -173,7 +173,7 @@ struct ConcurrencyTests {
         #expect(Double((ctx.now() - start).nanoseconds) / 1e6 >= 5)
 
         // From a task on the context itself.
-        let onContext = try await Task(executorPreference: ctx) {
+        let onContext = try await Task(executorPreference: ctx.taskExecutor) {
             try await ctx.sleep(for: .milliseconds(2))
             return currentThreadID()
         }.value
@@ -281,7 +281,7 @@ struct ConcurrencyTests {
         #expect(try await pool.run { 6 * 7 } == 42)
         await #expect(throws: Boom.self) { try await pool.run { () throws -> Int in throw Boom() } }
         // From a task on the context: submitted directly.
-        let onContext = try await Task(executorPreference: ctx) {
+        let onContext = try await Task(executorPreference: ctx.taskExecutor) {
             let worker = try await pool.run { currentThreadID() }
             return (worker, currentThreadID())
         }.value
@@ -345,6 +345,148 @@ struct ConcurrencyTests {
         }
         let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(stderr.contains("AioContext 'isolated': isolation check failed"))
+    }
+}
+
+/// The callee of the inline-switch tests: checks, from inside a call that
+/// the runtime switched to inline, that every isolation assertion still
+/// gives the exact answer.
+actor Callee {
+    let ctx: AioContext
+    let elsewhere: AioContext
+    init(ctx: AioContext, elsewhere: AioContext) {
+        self.ctx = ctx
+        self.elsewhere = elsewhere
+    }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { ctx.asUnownedSerialExecutor() }
+
+    /// The thread, and whether every assertion held: isolated to this
+    /// context (through the runtime and through the context itself), and not
+    /// to another context.
+    func probe(caller: Caller) -> (thread: UInt, exact: Bool) {
+        preconditionIsolated()            // the runtime's check for this actor
+        caller.preconditionIsolated()     // the caller shares the executor
+        ctx.preconditionIsolated()
+        let exact = ctx.isIsolatingCurrentContext() == true
+            && ctx.isOwnedByCurrentThread
+            && elsewhere.isIsolatingCurrentContext() == false
+        return (currentThreadID(), exact)
+    }
+}
+
+/// The caller of the inline-switch tests: a second actor on the same context.
+actor Caller {
+    let ctx: AioContext
+    init(ctx: AioContext) { self.ctx = ctx }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { ctx.asUnownedSerialExecutor() }
+
+    /// Calls `callee` `n` times. Returns how many jobs the context's drain
+    /// started meanwhile (0 when every call switched inline, at least `n`
+    /// when each went through the queue), and whether every call ran on this
+    /// thread with exact isolation answers.
+    func callMany(_ callee: Callee, _ n: Int) async -> (jobs: Int, sameThread: Bool, exact: Bool) {
+        let before = ctx.jobs.jobsRun
+        let me = currentThreadID()
+        var sameThread = true
+        var exact = true
+        for _ in 0..<n {
+            let (thread, ok) = await callee.probe(caller: self)
+            if thread != me { sameThread = false }
+            if !ok { exact = false }
+        }
+        return (ctx.jobs.jobsRun - before, sameThread, exact)
+    }
+}
+
+/// Non-isolated async code: where it runs is up to the task's preference.
+nonisolated func whereAmI(_ ctx: AioContext) async -> (thread: UInt, owned: Bool) {
+    (currentThreadID(), ctx.isOwnedByCurrentThread)
+}
+
+@Suite("Swift concurrency: inline switches between actors on one context")
+struct InlineSwitchTests {
+    @Test("calls between two actors on one context switch inline; isolation checks stay exact", arguments: Driver.allCases)
+    func inlineBetweenActors(driver: Driver) async throws {
+        let loop = try LoopThread(driver)
+        let elsewhere = try AioContext(name: "elsewhere")
+        let dog = loop.harness.watchdog(60, "inline actor calls")
+        let callee = Callee(ctx: loop.ctx, elsewhere: elsewhere)
+        let caller = Caller(ctx: loop.ctx)
+        // From a task without an executor preference (the common case).
+        let (jobs, sameThread, exact) = await caller.callMany(callee, 1_000)
+        #expect(jobs == 0, "\(jobs) jobs ran for 1,000 calls between actors on one context: the calls were enqueued, not switched inline")
+        #expect(sameThread)
+        #expect(exact)
+        #expect(!dog.disarm())
+        loop.stop()
+    }
+
+    @Test("a task preferring the context runs its non-isolated code there, and calls its actors on the same thread", arguments: Driver.allCases)
+    func preferringTask(driver: Driver) async throws {
+        let loop = try LoopThread(driver)
+        let ctx = loop.ctx
+        let elsewhere = try AioContext(name: "elsewhere")
+        let dog = loop.harness.watchdog(60, "task preferring the context")
+        let callee = Callee(ctx: ctx, elsewhere: elsewhere)
+        let caller = Caller(ctx: ctx)
+        let other = DefaultCounter()
+        #expect(ctx.taskExecutor === ctx.taskExecutor, "one task executor per context while it is held")
+        let report = await Task(executorPreference: ctx.taskExecutor) {
+            var offContext = 0
+            for _ in 0..<100 {
+                // Out to a default actor (the global executor) and back: the
+                // non-isolated code resumes on the context.
+                await other.bump()
+                let (thread, owned) = await whereAmI(ctx)
+                if !loop.isDriver(thread) || !owned { offContext += 1 }
+                if !loop.isDriver(currentThreadID()) { offContext += 1 }
+            }
+            let (_, sameThread, exact) = await caller.callMany(callee, 100)
+            return (offContext, sameThread, exact)
+        }.value
+        #expect(report.0 == 0, "non-isolated code of a task preferring the context ran elsewhere \(report.0) times")
+        #expect(report.1)
+        #expect(report.2)
+        #expect(await other.count == 100)
+        #expect(!dog.disarm())
+        loop.stop()
+    }
+
+    @Test("inside an inline call, asserting another context's actor traps")
+    func inlineAssertionTraps() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let home = try! IOThread(name: "home")
+            try! home.start()
+            let other = try! AioContext(name: "other-context")
+            let callee = ContextActor(ctx: home.context)
+            let stranger = ContextActor(ctx: other)
+            let caller = Caller(ctx: home.context)
+            // Caller → callee switches inline; the assertion runs there.
+            await caller.relayTrap(callee, stranger)
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        // The runtime asks `isIsolatingCurrentContext()` (false: the thread
+        // does not own that context) and traps with its own message.
+        #expect(stderr.contains("Incorrect actor executor assumption"))
+    }
+}
+
+/// A default actor (its jobs run on the global executor).
+actor DefaultCounter {
+    var count = 0
+    func bump() { count += 1 }
+}
+
+extension Caller {
+    func relayTrap(_ callee: ContextActor, _ stranger: ContextActor) async {
+        await callee.trapOn(stranger)
+    }
+}
+
+extension ContextActor {
+    /// Asserts isolation to `stranger`, an actor on another context: traps.
+    func trapOn(_ stranger: ContextActor) {
+        stranger.preconditionIsolated()
     }
 }
 

@@ -105,7 +105,7 @@ func executorRows() {
         let loop = RemoteLoop(path)
         let tag = "_" + path.rawValue
         actorRows("aio", tag, ExecutorActor(loop.context.asUnownedSerialExecutor(), keepAlive: loop.context))
-        taskFlood("aio", "g_tasks" + tag, loop.context)
+        taskFlood("aio", "g_tasks" + tag, loop.context.taskExecutor)
         loop.stop()
     }
 }

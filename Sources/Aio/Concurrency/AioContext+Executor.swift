@@ -11,6 +11,11 @@ final class JobQueue: @unchecked Sendable {
     struct Node {
         var next: UnsafeMutablePointer<Node>?
         let job: UnownedJob
+        /// Set for jobs that came through the context's ``AioTaskExecutor``
+        /// (tasks that prefer the context); nil for jobs of actors on the
+        /// context. The task keeps its preferred executor alive while it has a
+        /// job queued, so an unowned reference is enough.
+        let taskExecutor: UnownedTaskExecutor?
     }
 
     /// Newest first. Pushers link their node (`next`) before the releasing
@@ -23,15 +28,19 @@ final class JobQueue: @unchecked Sendable {
     /// Owner-only: a drain is running jobs on this thread's stack.
     var draining = false
 
+    /// Owner-only: how many jobs the drain has run. Tests read it (on the
+    /// context's thread) to tell an inline actor switch from a hop.
+    var jobsRun = 0
+
     /// Pushes a job; returns true if the stack was empty, i.e. the caller must
     /// schedule the BH. A non-empty stack has a BH scheduled already: the BH
     /// clears its SCHEDULED flag before its callback empties the stack, so a
     /// push that finds the stack non-empty happened before that exchange and
     /// is picked up by it.
     @inline(__always)
-    func push(_ job: UnownedJob) -> Bool {
+    func push(_ job: UnownedJob, taskExecutor: UnownedTaskExecutor?) -> Bool {
         let node = UnsafeMutablePointer<Node>.allocate(capacity: 1)
-        node.initialize(to: Node(next: nil, job: job))
+        node.initialize(to: Node(next: nil, job: job, taskExecutor: taskExecutor))
         var old = head.load(ordering: .relaxed)
         while true {
             node.pointee.next = old
@@ -95,14 +104,25 @@ extension AioContext {
         jobs.draining = true
         defer { jobs.draining = false }
         let serial = asUnownedSerialExecutor()
-        let task = asUnownedTaskExecutor()
         var node = jobs.takeAll()
         while let current = node {
             node = current.pointee.next
             let job = current.pointee.job
+            let taskExecutor = current.pointee.taskExecutor
             current.deinitialize(count: 1)
             current.deallocate()
-            job.runSynchronously(isolatedTo: serial, taskExecutor: task)
+            jobs.jobsRun &+= 1
+            // Isolated to the context either way; the task-executor identity
+            // only for tasks that asked for it. The runtime switches inline
+            // (no enqueue) when the serial executor's identity and the task
+            // executor's identity both match the target's, so a job of a
+            // task without a preference must run with none: then calls
+            // between actors on this context stay on this thread's stack.
+            if let taskExecutor {
+                job.runSynchronously(isolatedTo: serial, taskExecutor: taskExecutor)
+            } else {
+                job.runSynchronously(on: serial)
+            }
         }
         // A nested poll inside one of the jobs may have skipped the queue.
         if !jobs.isEmpty { jobs.bh.scheduleUnlessTornDown() }
@@ -120,8 +140,10 @@ extension AioContext {
     }
 }
 
-/// An ``AioContext`` is a Swift concurrency executor: jobs run on the
-/// context's thread, in its native poll or its GSource dispatch.
+/// An ``AioContext`` is a Swift concurrency serial executor: jobs of actors
+/// on it run on the context's thread, in its native poll or its GSource
+/// dispatch. For tasks that should run their non-isolated code on the context
+/// too, prefer its ``taskExecutor``.
 ///
 /// ```swift
 /// actor Disk {
@@ -130,12 +152,15 @@ extension AioContext {
 ///         ctx.asUnownedSerialExecutor()
 ///     }
 /// }
-/// Task(executorPreference: ctx) { ... }   // a task that prefers the context
+/// Task(executorPreference: ctx.taskExecutor) { ... }   // a task that prefers the context
 /// ```
 ///
 /// - Enqueueing is lock-free and may happen on any thread: one CAS onto a
 ///   stack, plus one BH schedule when the stack was empty. Jobs run in FIFO
 ///   order, a batch per BH run.
+/// - Calls between actors on the same context switch inline, on the calling
+///   job's stack, with no enqueue (as between default actors, or actors on
+///   one SwiftNIO event loop).
 /// - A task that prefers the context keeps it alive until the task ends; an
 ///   actor keeps it alive by holding it (a strong `let`, as above). A context
 ///   that is torn down anyway with jobs queued (through unowned references)
@@ -147,15 +172,21 @@ extension AioContext {
 /// - Code isolated to the context runs on the thread that owns it, so the
 ///   isolation checks (`assumeIsolated`, `preconditionIsolated`) pass exactly
 ///   when the calling thread owns the context.
-extension AioContext: SerialExecutor, TaskExecutor {
+extension AioContext: SerialExecutor {
     /// Queues `job` to run on the context's thread. Thread-safe, lock-free.
     public func enqueue(_ job: consuming ExecutorJob) {
+        enqueueJob(UnownedJob(job), taskExecutor: nil)
+    }
+
+    /// Pushes a job and schedules the drain when the queue was empty.
+    @inline(__always)
+    func enqueueJob(_ job: UnownedJob, taskExecutor: UnownedTaskExecutor?) {
         // Held across the push: once the job is on the stack, the owner may
         // run it, and the task may drop the last reference to this context
         // before we schedule. The BH keeps the notify state alive (see
         // `NotifyCore`); one retain and release per enqueue.
         let bh: BottomHalf = jobs.bh
-        if jobs.push(UnownedJob(job)) {
+        if jobs.push(job, taskExecutor: taskExecutor) {
             bh.scheduleUnlessTornDown()
         }
         withExtendedLifetime(bh) {}
@@ -180,4 +211,55 @@ extension AioContext: SerialExecutor, TaskExecutor {
     public func isIsolatingCurrentContext() -> Bool? {
         isOwnedByCurrentThread
     }
+
+    /// The context as a task executor: a task created with
+    /// `Task(executorPreference: ctx.taskExecutor)` (or code inside
+    /// `withTaskExecutorPreference(ctx.taskExecutor)`) runs its non-isolated
+    /// code on the context's thread as well as its calls to actors on the
+    /// context.
+    ///
+    /// The same object while anything holds it (it holds the context, and the
+    /// context holds it weakly), so nested preferences for one context match
+    /// and switch inline.
+    public var taskExecutor: AioTaskExecutor {
+        taskExecutorCache.withLock { cache in
+            if let existing = cache.executor { return existing }
+            let created = AioTaskExecutor(context: self)
+            cache.executor = created
+            return created
+        }
+    }
+}
+
+/// A context's task executor (``AioContext/taskExecutor``): the jobs of tasks
+/// that prefer the context run on the context's thread, in the same FIFO as
+/// the context's actors.
+///
+/// A separate object from the context on purpose. The runtime runs a switch
+/// between two actors inline only when the task-executor identities match
+/// too; if the context were its own task executor, the jobs of every task
+/// would have to run under that identity, and a task without a preference
+/// calling from one actor on the context to another would be enqueued and
+/// wait for the next drain instead of switching inline. With two objects, a
+/// job says by the way it came in which identity it runs under.
+public final class AioTaskExecutor: TaskExecutor, CustomStringConvertible {
+    /// The context whose thread runs the jobs. Strong: a task that prefers
+    /// the context keeps it alive until the task ends.
+    public let context: AioContext
+
+    init(context: AioContext) {
+        self.context = context
+    }
+
+    /// Queues `job` on the context. Thread-safe, lock-free.
+    public func enqueue(_ job: consuming ExecutorJob) {
+        context.enqueueJob(UnownedJob(job), taskExecutor: asUnownedTaskExecutor())
+    }
+
+    public var description: String { "AioTaskExecutor('\(context.name)')" }
+}
+
+/// The context's weak reference to its task executor.
+struct WeakTaskExecutor {
+    weak var executor: AioTaskExecutor?
 }

@@ -124,6 +124,15 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// drain is owner-only.
     let jobs = JobQueue()
 
+    /// The context's task executor while anything holds it (see
+    /// ``taskExecutor``). Weak: the task executor holds the context. Protected
+    /// by its lock.
+    let taskExecutorCache = Locked<WeakTaskExecutor>(WeakTaskExecutor())
+
+    /// `Task.sleep` wake-up jobs waiting for their timers, by timer.
+    /// Protected by its lock.
+    let delayedJobs = Locked<[ObjectIdentifier: DelayedJob]>([:])
+
     /// Async waits on descriptors, by fd. Protected by its lock.
     let fdWaiters = Locked<[Int32: FDWaiters]>([:])
 
@@ -434,6 +443,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
             }
         }
         for list in timerLists { list.tearDown() }
+        tearDownDelayedJobs()
         tearDownExecutor()
         var leaks: [String] = []
         // Closed before the drain, with a fence: an executor schedule racing

@@ -1,0 +1,163 @@
+@testable import Aio
+import Glibc
+import Synchronization
+import Testing
+
+@Suite("Task.sleep on the context, and its clocks", .timeLimit(.minutes(1)))
+struct TaskSleepTests {
+    @Test("Task.sleep in a task preferring the context sleeps on the context's timers and wakes there, not before its deadline", arguments: Driver.allCases)
+    func taskSleepOnContext(driver: Driver) async throws {
+        let loop = try LoopThread(driver)
+        let ctx = loop.ctx
+        let dog = loop.harness.watchdog(60, "Task.sleep on the context")
+        let held = SharedInt(-1)
+        let report = try await Task(executorPreference: ctx.taskExecutor) {
+            var earliest = Double.infinity
+            var offThread = 0
+            for round in 0..<10 {
+                let start = ContinuousClock.now
+                if round == 0 {
+                    // While this sleep is in progress, the context holds its
+                    // wake-up job: the sleep is on the context's timer list.
+                    let watcher = Task.detached {
+                        while ctx.delayedJobs.withLock({ $0.count }) == 0 {
+                            try await Task.sleep(for: .microseconds(100))
+                        }
+                        held.value.store(ctx.delayedJobs.withLock { $0.count }, ordering: .relaxed)
+                    }
+                    try await Task.sleep(for: .milliseconds(200))
+                    try await watcher.value
+                } else {
+                    try await Task.sleep(for: .milliseconds(3))
+                }
+                let slept = (ContinuousClock.now - start) / .milliseconds(1)
+                earliest = min(earliest, slept - (round == 0 ? 200 : 3))
+                if !loop.isDriver(currentThreadID()) || !ctx.isOwnedByCurrentThread { offThread += 1 }
+            }
+            return (earliest, offThread)
+        }.value
+        #expect(held.value.load(ordering: .relaxed) == 1, "the sleep's wake-up job was not on the context's timers")
+        #expect(report.0 >= 0, "woke \(-report.0) ms early")
+        #expect(report.1 == 0, "woke off the context's thread")
+        #expect(ctx.delayedJobs.withLock { $0.isEmpty })
+        #expect(!dog.disarm())
+        loop.stop()
+    }
+
+    @Test("a task sleeping on the context wakes at once when cancelled", arguments: Driver.allCases)
+    func cancelledTaskSleep(driver: Driver) async throws {
+        let loop = try LoopThread(driver)
+        let ctx = loop.ctx
+        let dog = loop.harness.watchdog(60, "cancelled Task.sleep")
+        let sleeper = Task(executorPreference: ctx.taskExecutor) { () -> (Bool, UInt) in
+            do {
+                try await Task.sleep(for: .seconds(3600))
+                return (false, currentThreadID())
+            } catch {
+                return (error is CancellationError, currentThreadID())
+            }
+        }
+        #expect(await eventually(within: 30) { ctx.delayedJobs.withLock { $0.count } == 1 })
+        let start = ContinuousClock.now
+        sleeper.cancel()
+        let (cancelled, thread) = await sleeper.value
+        let waited = ContinuousClock.now - start
+        #expect(cancelled)
+        #expect(loop.isDriver(thread), "resumed off the context's thread")
+        #expect(waited < .seconds(5), "a cancelled sleep took \(waited) to wake")
+        #expect(!dog.disarm())
+        loop.stop()
+    }
+
+    @Test("a context torn down with a cancelled sleep's wake-up job still armed frees it")
+    func teardownWithCancelledSleep() async throws {
+        var thread: IOThread? = try IOThread(name: "sleep-teardown")
+        try thread!.start()
+        let gone = WeakBox<AioContext>()
+        do {
+            let ctx = thread!.context
+            gone.set(ctx)
+            let sleeper = Task(executorPreference: ctx.taskExecutor) {
+                try await Task.sleep(for: .seconds(3600))
+            }
+            #expect(await eventually(within: 30) { ctx.delayedJobs.withLock { $0.count } == 1 })
+            sleeper.cancel()
+            await #expect(throws: CancellationError.self) { try await sleeper.value }
+        }
+        thread!.stop()
+        thread!.join()
+        thread = nil
+        // The task (and with it the task executor) is gone: the context goes
+        // with the thread, and its teardown hands the wake-up job to the
+        // global executor, which frees it (LeakSanitizer checks the rest).
+        #expect(await eventually(within: 30) { gone.isEmpty })
+    }
+
+    @Test("the virtual clock makes sleeps deterministic: they end when it is advanced, not before", arguments: Driver.allCases)
+    func virtualClockSleeps(driver: Driver) async throws {
+        let loop = try LoopThread(driver)
+        let ctx = loop.ctx
+        let dog = loop.harness.watchdog(60, "virtual clock sleeps")
+        let clock = ctx.clock(.virtual)
+        let start = clock.now
+        let woke = SharedInt(0)
+        let sleeper = Task(executorPreference: ctx.taskExecutor) {
+            try await Task.sleep(for: .seconds(3600), clock: clock)
+            woke.value.store(1, ordering: .releasing)
+            let afterFirst = clock.now
+            try await clock.sleep(until: afterFirst + .seconds(10))
+            woke.value.store(2, ordering: .releasing)
+            return clock.now
+        }
+        let virtualTimers = ctx.timerLists[AioClock.virtual.rawValue]
+        #expect(await eventually(within: 30) { virtualTimers.armedTimers == 1 })
+        ctx.virtualClock.advance(by: .seconds(3599))
+        // The timer is still armed: a deadline one virtual second ahead.
+        try await Task.sleep(for: .milliseconds(20))
+        #expect(woke.value.load(ordering: .acquiring) == 0)
+        ctx.virtualClock.advance(by: .seconds(1))
+        #expect(await eventually(within: 30) { woke.value.load(ordering: .acquiring) == 1 && virtualTimers.armedTimers == 1 })
+        ctx.virtualClock.advance(by: .seconds(10))
+        let end = try await sleeper.value
+        #expect(end - start == .seconds(3610))
+        #expect(clock.minimumResolution == .nanoseconds(1))
+        #expect(!dog.disarm())
+        loop.stop()
+    }
+
+    @Test("AioContextClock: now follows the context's clock; a cancelled clock sleep throws at once")
+    func contextClock() async throws {
+        let ctx = try AioContext(name: "clock")
+        let thread = try IOThread(name: "clock-thread")
+        try thread.start()
+        defer { thread.stop(); thread.join() }
+        let clock = thread.context.clock()
+        let before = thread.context.now()
+        #expect(clock.now >= before)
+        #expect(ctx.clock(.virtual).now == AioInstant(nanoseconds: 0))
+        let start = clock.now
+        try await clock.sleep(for: .milliseconds(2))
+        #expect(clock.now - start >= .milliseconds(2))
+        let sleeper = Task { try await clock.sleep(for: .seconds(3600)) }
+        try await Task.sleep(for: .milliseconds(10))
+        sleeper.cancel()
+        await #expect(throws: CancellationError.self) { try await sleeper.value }
+        #expect(AioInstant(nanoseconds: 5).advanced(by: .nanoseconds(10)) == AioInstant(nanoseconds: 15))
+        #expect(AioInstant(nanoseconds: 5).duration(to: AioInstant(nanoseconds: 2)) == .nanoseconds(-3))
+    }
+}
+
+/// A weak reference that a test can poll from any task.
+final class WeakBox<T: AnyObject>: @unchecked Sendable {
+    // @unchecked Sendable: `value` is only touched under `lock`.
+    private let lock = Mutex<Void>(())
+    private weak var value: T?
+    func set(_ object: T) { lock.withLock { _ in value = object } }
+    var isEmpty: Bool { lock.withLock { _ in value == nil } }
+}
+
+/// An integer any task may read and write.
+final class SharedInt: Sendable {
+    let value: Atomic<Int>
+    init(_ initial: Int) { value = Atomic(initial) }
+}
