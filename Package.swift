@@ -5,6 +5,9 @@ let package = Package(
     name: "swift-aio",
     products: [
         .library(name: "Aio", targets: ["Aio"]),
+        // Opt-in: @MainActor on GLib's main loop for programs with an async
+        // main, through Swift 6.3's experimental custom-executor SPI.
+        .library(name: "AioMainExecutor", targets: ["AioMainExecutor"]),
     ],
     targets: [
         // GLib plus the Linux headers Swift's Glibc module leaves out (eventfd, epoll, timerfd, ppoll).
@@ -33,6 +36,11 @@ let package = Package(
             dependencies: ["CGLibShim", "CAioSupport", "CAioURing"],
             path: "Sources/Aio"
         ),
+        .target(
+            name: "AioMainExecutor",
+            dependencies: ["Aio", "CGLibShim"],
+            path: "Sources/AioMainExecutor"
+        ),
         // Stress harness: every thread role at once, with per-round watchdogs.
         .executableTarget(
             name: "aio-stress",
@@ -60,6 +68,28 @@ let package = Package(
             name: "GLibDaemon",
             dependencies: ["Aio", "CGLibShim", "CGIOShim"],
             path: "Examples/GLibDaemon"
+        ),
+        // The main-actor hop check shared by the two main-executor examples.
+        .target(
+            name: "MainHopCheck",
+            dependencies: ["Aio", "CGLibShim"],
+            path: "Examples/MainHopCheck"
+        ),
+        // An async main on GLib's main loop. On Linux, Swift 6.3 honours
+        // `typealias DefaultExecutorFactory` only with this frontend flag;
+        // without it the typealias is ignored (GLibMainExecutor.verifyInstalled
+        // then traps, naming the flag). Not part of any product.
+        .executableTarget(
+            name: "AsyncMainLoop",
+            dependencies: ["Aio", "AioMainExecutor", "CGLibShim", "MainHopCheck"],
+            path: "Examples/AsyncMainLoop",
+            swiftSettings: [.unsafeFlags(["-Xfrontend", "-disable-availability-checking"])]
+        ),
+        // The same executor from a synchronous main: no flag needed.
+        .executableTarget(
+            name: "SyncMainExecutor",
+            dependencies: ["Aio", "AioMainExecutor", "MainHopCheck"],
+            path: "Examples/SyncMainExecutor"
         ),
         .executableTarget(
             name: "ManualIteration",

@@ -62,8 +62,10 @@ swift build --product ManualIteration
 swift build --product IOThreadOffload
 swift build --product GLibDaemon
 swift build --product MainActorLoop
+swift build --product AsyncMainLoop
+swift build --product SyncMainExecutor
 example_log=$(mktemp)
-for example in GLibDemo ManualIteration IOThreadOffload MainActorLoop "GLibDaemon --demo"; do
+for example in GLibDemo ManualIteration IOThreadOffload MainActorLoop AsyncMainLoop SyncMainExecutor "GLibDaemon --demo"; do
     # shellcheck disable=SC2086  # "GLibDaemon --demo" is a command and its argument
     if timeout 120 swift run --skip-build $example >"$example_log" 2>&1; then
         echo "$example ran to completion: $(tail -n 1 "$example_log")"
@@ -73,10 +75,21 @@ for example in GLibDemo ManualIteration IOThreadOffload MainActorLoop "GLibDaemo
         exit 1
     fi
 done
+# GLibMainExecutor's self-check: run() without the executor installed traps
+# and names the fix.
+if SYNC_MAIN_SKIP_INSTALL=1 timeout 60 swift run --skip-build SyncMainExecutor >"$example_log" 2>&1; then
+    echo "SyncMainExecutor without _createExecutors should have trapped" >&2
+    exit 1
+fi
+grep -q "MainActor.executor is DispatchMainExecutor, not GLibMainExecutor" "$example_log" || {
+    cat "$example_log"; echo "run()'s self-check did not name the problem" >&2; exit 1; }
+echo "GLibMainExecutor.run() without installation trapped with its message"
 rm -f "$example_log"
-swift build --scratch-path .build-tsan --sanitize=thread --product MainActorLoop
-timeout 120 swift run --scratch-path .build-tsan --sanitize=thread --skip-build MainActorLoop >/dev/null
-echo "MainActorLoop ran to completion under ThreadSanitizer"
+for example in MainActorLoop AsyncMainLoop SyncMainExecutor; do
+    swift build --scratch-path .build-tsan --sanitize=thread --product $example
+    timeout 120 swift run --scratch-path .build-tsan --sanitize=thread --skip-build $example >/dev/null
+    echo "$example ran to completion under ThreadSanitizer"
+done
 
 step "GLibDaemon integration test: gdbus clients on a private session bus"
 bash scripts/daemon-test.sh "$(swift build --show-bin-path)/GLibDaemon"
