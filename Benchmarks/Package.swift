@@ -33,5 +33,16 @@ let package = Package(
             ],
             path: "Sources/AioBench"
         ),
+        // `await MainActor.run {}` on a GLib main loop: MainQueuePump, and
+        // GLibMainExecutor (one process each: the main executor is chosen
+        // once per process).
+        .executableTarget(
+            name: "main-bench",
+            dependencies: [
+                .product(name: "Aio", package: library),
+                .product(name: "AioMainExecutor", package: library),
+            ],
+            path: "Sources/MainBench"
+        ),
     ]
 )

@@ -163,9 +163,23 @@ for who, impl, tag in [("ours, IOThread (native)", "aio", "_native"), ("ours, GS
     for p in ("p50", "p99"):
         ROWS.append(("g", f"{who}: actor hop round trip {p}", impl, f"g_hop{tag}_rtt_{p}_us", "us"))
     ROWS.append(("g", f"{who}: actor calls from 4 tasks", impl, f"g_calls{tag}_ops_per_s", "Mops"))
+for p in ("p50", "p99"):
+    ROWS.append(("g", f"ours, IOThread as shipped (busy polling 32 µs): actor hop round trip {p}", "aio", f"g_hop_native_polling_rtt_{p}_us", "us"))
+ROWS.append(("g", "ours, IOThread as shipped (busy polling 32 µs): actor calls from 4 tasks", "aio", "g_calls_native_polling_ops_per_s", "Mops"))
+for who, impl, tag in [("ours, IOThread (native)", "aio", "_native"), ("ours, GSource", "aio", "_gsource"),
+                       ("SwiftNIO event loop executor", "nio", ""), ("default actors, global executor", "swift", "")]:
+    ROWS.append(("g", f"{who}: calls between two actors on one executor, 4 tasks", impl, f"g_pair{tag}_ops_per_s", "Mops"))
 for who, impl, metric in [("ours, IOThread (native)", "aio", "g_tasks_native"), ("ours, GSource", "aio", "g_tasks_gsource"),
                           ("global executor", "swift", "g_tasks")]:
     ROWS.append(("g", f"{who}: Task(executorPreference:) enqueue → run", impl, f"{metric}_ops_per_s", "Mops"))
+for who, impl, metric in [("ours, task preferring an IOThread's context", "aio", "g_sleep_native"),
+                          ("ours, task preferring a GSource context", "aio", "g_sleep_gsource"),
+                          ("global executor", "swift", "g_sleep")]:
+    for p in ("p50", "p99"):
+        ROWS.append(("g", f"{who}: `Task.sleep(for: .milliseconds(1))` lateness {p}", impl, f"{metric}_{p}_us", "us"))
+for who, mode in [("`MainQueuePump`, `g_main_loop_run`", "pump"), ("`GLibMainExecutor` (AioMainExecutor)", "executor")]:
+    for p in ("p50", "p99"):
+        ROWS.append(("g", f"main actor via {who}: `await MainActor.run {{}}` round trip {p}", "aio", f"g_mainrun_{mode}_rtt_{p}_us", "us"))
 for max_us in (0, 32, 256):
     label = "polling off" if max_us == 0 else f"pollMaxNs {max_us} µs"
     for suffix, tag in [("", "unpinned"), ("@cpu0", "pinned")]:
@@ -249,6 +263,13 @@ TARGETS = [
     for mon in ("io_uring", "epoll") for path in ("native", "gsource")
 ] + [
     ("f", "GSource timer lateness p50 ≤ 2× native p50", "le", ("aio", "f_timer_gsource_p50_us"), ("aio", "f_timer_native_p50_us"), 2.0),
+    ("g", "calls between two actors on an IOThread's context ≥ 0.8× SwiftNIO", "ge", ("aio", "g_pair_native_ops_per_s"), ("nio", "g_pair_ops_per_s"), 0.8),
+    ("g", "calls between two actors on a GSource context ≥ 0.8× SwiftNIO", "ge", ("aio", "g_pair_gsource_ops_per_s"), ("nio", "g_pair_ops_per_s"), 0.8),
+    ("g", "actor calls from 4 tasks, IOThread ≥ 0.8× SwiftNIO", "ge", ("aio", "g_calls_native_ops_per_s"), ("nio", "g_calls_ops_per_s"), 0.8),
+    ("g", "actor calls from 4 tasks, GSource ≥ 0.8× SwiftNIO", "ge", ("aio", "g_calls_gsource_ops_per_s"), ("nio", "g_calls_ops_per_s"), 0.8),
+    ("g", "hop round trip p50, IOThread as shipped ≤ SwiftNIO's", "le", ("aio", "g_hop_native_polling_rtt_p50_us"), ("nio", "g_hop_rtt_p50_us"), 1.0),
+    ("g", "hop round trip p50, IOThread, busy polling off ≤ SwiftNIO's", "le", ("aio", "g_hop_native_rtt_p50_us"), ("nio", "g_hop_rtt_p50_us"), 1.0),
+    ("g", "hop round trip p50, GSource ≤ SwiftNIO's", "le", ("aio", "g_hop_gsource_rtt_p50_us"), ("nio", "g_hop_rtt_p50_us"), 1.0),
     ("h", "io_uring QD 32 ≥ 0.8× the C floor (liburing)", "ge", ("aio", "h_uring_qd32_kops"), ("uring", "h_uring_qd32_kops"), 0.8),
     ("h", "io_uring QD 32 ≥ 2× our thread-pool path", "ge", ("aio", "h_uring_qd32_kops"), ("aio", "h_pool_qd32_kops"), 2.0),
 ]

@@ -69,6 +69,9 @@ say "building aio-bench (release)"
 swift build -c release --product aio-bench 2>&1 | grep -E 'error|warning: unre|Compiling aio|Build ' >&2 || true
 aio="$(swift build -c release --show-bin-path)/aio-bench"
 [ -x "$aio" ] || { echo "aio-bench did not build" >&2; exit 1; }
+swift build -c release --product main-bench 2>&1 | grep -E 'error|warning: unre|Build ' >&2 || true
+mainbench="$(swift build -c release --show-bin-path)/main-bench"
+[ -x "$mainbench" ] || { echo "main-bench did not build" >&2; exit 1; }
 
 preload=""
 [ -f "$bin/fdcount.so" ] && preload="$bin/fdcount.so"
@@ -111,6 +114,11 @@ for r in $(seq 1 "$RUNS"); do
         say "run $r/$RUNS: aio-bench $impl"
         echo "## run $r aio-bench-$impl" >> "$raw"
         RUNS=1 run_one "aio-bench-$impl" "$aio" "$impl"
+    done
+    for mode in pump executor; do
+        say "run $r/$RUNS: main-bench $mode"
+        echo "## run $r main-bench-$mode" >> "$raw"
+        run_one "main-bench-$mode" "$mainbench" "$mode"
     done
     for p in "${peers[@]}"; do
         say "run $r/$RUNS: $p"

@@ -11,9 +11,17 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// What every measured actor does: count, and say so.
+/// What every measured actor does: count, and say so; and call another
+/// actor `n` times (the pair rows).
 protocol Bumping: Actor {
     func bump() -> Int
+    func callPartner(_ partner: some Bumping, _ n: Int) async
+}
+
+extension Bumping {
+    func callPartner(_ partner: some Bumping, _ n: Int) async {
+        for _ in 0..<n { _ = await partner.bump() }
+    }
 }
 
 /// An actor on a given serial executor (an AioContext or a NIO event loop).
@@ -76,6 +84,54 @@ func actorRows(_ impl: String, _ tag: String, _ actor: some Bumping) {
     }
 }
 
+/// Calls between two actors on one executor: 4 tasks each ask `first` to
+/// call `second` many times. On one serial executor (a context, a NIO event
+/// loop) the runtime can switch between the two inline; this is the row that
+/// shows whether it does.
+func pairRows(_ impl: String, _ tag: String, _ first: some Bumping, _ second: some Bumping) {
+    let flood = Sizes.smoke ? 4_000 : 400_000
+    blockOn {
+        await first.callPartner(second, min(1_000, flood))
+        let t0 = nowNs()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask { await first.callPartner(second, flood / 4) }
+            }
+        }
+        result(impl, "g_pair\(tag)_ops_per_s", opsPerSecond(flood, nowNs() - t0), "ops/s")
+    }
+}
+
+/// `Task.sleep(for: .milliseconds(1))` lateness in a task that prefers
+/// `executor` (nil: the global executor), measured by the task itself once it
+/// runs again, so a wake that has to hop back to the task's executor counts.
+func sleepLateness(_ impl: String, _ metric: String, _ executor: (any TaskExecutor)?) {
+    let n = Sizes.smoke ? 50 : 500
+    let done = Semaphore()
+    let box = LatenessBox()
+    Task(executorPreference: executor) {
+        var late = [Int64](repeating: 0, count: n)
+        for i in 0..<n {
+            let t0 = nowNs()
+            try? await Task.sleep(for: .milliseconds(1))
+            late[i] = nowNs() - t0 - 1_000_000
+        }
+        late.sort()
+        box.sorted = late
+        done.post()
+    }
+    done.wait()
+    result(impl, metric + "_p50_us", percentileUs(box.sorted, 0.5), "us")
+    result(impl, metric + "_p99_us", percentileUs(box.sorted, 0.99), "us")
+}
+
+/// Hands the sorted samples from the measuring task to the waiting thread.
+final class LatenessBox: @unchecked Sendable {
+    // @unchecked Sendable: written by the task before `done.post()`, read
+    // after `done.wait()`.
+    var sorted: [Int64] = []
+}
+
 final class JobCounter: @unchecked Sendable {
     let count = Atomic<Int>(0)
     let done = Semaphore()
@@ -104,24 +160,36 @@ func executorRows() {
     for path in LoopPath.allCases {
         let loop = RemoteLoop(path)
         let tag = "_" + path.rawValue
-        actorRows("aio", tag, ExecutorActor(loop.context.asUnownedSerialExecutor(), keepAlive: loop.context))
+        let executor = loop.context.asUnownedSerialExecutor()
+        actorRows("aio", tag, ExecutorActor(executor, keepAlive: loop.context))
+        pairRows("aio", tag, ExecutorActor(executor, keepAlive: loop.context),
+                 ExecutorActor(executor, keepAlive: loop.context))
         taskFlood("aio", "g_tasks" + tag, loop.context.taskExecutor)
+        sleepLateness("aio", "g_sleep" + tag, loop.context.taskExecutor)
         loop.stop()
     }
+    // An IOThread as it comes: busy polling on (32 µs, QEMU's default).
+    let loop = RemoteLoop(.native, polling: true)
+    actorRows("aio", "_native_polling", ExecutorActor(loop.context.asUnownedSerialExecutor(), keepAlive: loop.context))
+    loop.stop()
 }
 
 func nioExecutorRows() {
     guard selected("g_") else { return }
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let loop = group.next()
-    actorRows("nio", "", ExecutorActor(loop.executor.asUnownedSerialExecutor(), keepAlive: group))
+    let executor = loop.executor.asUnownedSerialExecutor()
+    actorRows("nio", "", ExecutorActor(executor, keepAlive: group))
+    pairRows("nio", "", ExecutorActor(executor, keepAlive: group), ExecutorActor(executor, keepAlive: group))
     try! group.syncShutdownGracefully()
 }
 
 func globalExecutorRows() {
     guard selected("g_") else { return }
     actorRows("swift", "", DefaultActor())
+    pairRows("swift", "", DefaultActor(), DefaultActor())
     taskFlood("swift", "g_tasks", nil)
+    sleepLateness("swift", "g_sleep", nil)
 }
 
 // MARK: Adaptive busy polling
