@@ -19,13 +19,18 @@ struct TaskSleepTests {
                 if round == 0 {
                     // While this sleep is in progress, the context holds its
                     // wake-up job: the sleep is on the context's timer list.
+                    let over = SharedInt(0)
                     let watcher = Task.detached {
-                        while ctx.delayedJobs.withLock({ $0.count }) == 0 {
+                        // Until the sleep is over (a slow start under a
+                        // sanitizer may miss it: then `held` stays -1).
+                        while over.value.load(ordering: .acquiring) == 0 {
+                            let count = ctx.delayedJobs.withLock { $0.count }
+                            if count > 0 { held.value.store(count, ordering: .relaxed); break }
                             try await Task.sleep(for: .microseconds(100))
                         }
-                        held.value.store(ctx.delayedJobs.withLock { $0.count }, ordering: .relaxed)
                     }
                     try await Task.sleep(for: .milliseconds(200))
+                    over.value.store(1, ordering: .releasing)
                     try await watcher.value
                 } else {
                     try await Task.sleep(for: .milliseconds(3))
@@ -93,6 +98,33 @@ struct TaskSleepTests {
         #expect(await eventually(within: 30) { gone.isEmpty })
     }
 
+    @Test("a task preferring the context keeps it alive until the task ends")
+    func preferenceKeepsContextAlive() throws {
+        // Synchronous on purpose: this thread is the context's home thread
+        // and polls it.
+        var ctx: AioContext? = try AioContext(name: "kept-alive")
+        let gone = WeakBox<AioContext>()
+        gone.set(ctx!)
+        let ran = TestEvent()
+        Task(executorPreference: ctx!.taskExecutor) { ran.signal() }
+        // The only reference left is the queued task's preference: the task
+        // executor, which holds the context. Were it not held, the context
+        // would be torn down here with a job queued, and trap.
+        ctx = nil
+        #expect(!gone.isEmpty, "the context went away under a task that prefers it")
+        let deadline = nowSeconds() + 30
+        var signalled = false
+        while !signalled && nowSeconds() < deadline {
+            _ = gone.object?.poll(blocking: false)
+            signalled = ran.wait(seconds: 0.001)
+        }
+        #expect(signalled, "the task's job never ran")
+        // Once the task is gone, so is the context.
+        let released = nowSeconds() + 30
+        while !gone.isEmpty && nowSeconds() < released { usleep(1_000) }
+        #expect(gone.isEmpty, "the context outlived the task that preferred it")
+    }
+
     @Test("the virtual clock makes sleeps deterministic: they end when it is advanced, not before", arguments: Driver.allCases)
     func virtualClockSleeps(driver: Driver) async throws {
         let loop = try LoopThread(driver)
@@ -154,6 +186,7 @@ final class WeakBox<T: AnyObject>: @unchecked Sendable {
     private weak var value: T?
     func set(_ object: T) { lock.withLock { _ in value = object } }
     var isEmpty: Bool { lock.withLock { _ in value == nil } }
+    var object: T? { lock.withLock { _ in value } }
 }
 
 /// An integer any task may read and write.
