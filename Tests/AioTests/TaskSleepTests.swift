@@ -49,6 +49,21 @@ struct TaskSleepTests {
         loop.stop()
     }
 
+    @Test("Swift 6.3 does not hand Task.sleep in an actor on the context (no task preference) to the context")
+    func actorSleepGoesToTheGlobalExecutor() async throws {
+        // What the README says about actors: the runtime asks only the task's
+        // preferred executor. A toolchain that starts asking the actor's
+        // executor makes this fail, and the README must change with it.
+        let loop = try LoopThread(.native)
+        let dog = loop.harness.watchdog(60, "Task.sleep in an actor")
+        let sleeper = SleepingActor(ctx: loop.ctx)
+        let (seenOnContext, samples) = try await sleeper.sleepAndLook()
+        #expect(samples > 0, "the watcher never looked during the sleep")
+        #expect(seenOnContext == 0, "Task.sleep in an actor on the context now uses the context's timers: update the README")
+        #expect(!dog.disarm())
+        loop.stop()
+    }
+
     @Test("a task sleeping on the context wakes at once when cancelled", arguments: Driver.allCases)
     func cancelledTaskSleep(driver: Driver) async throws {
         let loop = try LoopThread(driver)
@@ -193,4 +208,32 @@ final class WeakBox<T: AnyObject>: @unchecked Sendable {
 final class SharedInt: Sendable {
     let value: Atomic<Int>
     init(_ initial: Int) { value = Atomic(initial) }
+}
+
+/// An actor on a context that sleeps with `Task.sleep`.
+actor SleepingActor {
+    let ctx: AioContext
+    init(ctx: AioContext) { self.ctx = ctx }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { ctx.asUnownedSerialExecutor() }
+
+    /// Sleeps 50 ms while a detached task counts the context's delayed jobs;
+    /// returns the most it saw, and how often it looked during the sleep.
+    func sleepAndLook() async throws -> (seen: Int, samples: Int) {
+        let seen = SharedInt(0)
+        let samples = SharedInt(0)
+        let over = SharedInt(0)
+        let ctx = self.ctx
+        let watcher = Task.detached {
+            while over.value.load(ordering: .acquiring) == 0 {
+                let count = ctx.delayedJobs.withLock { $0.count }
+                if count > seen.value.load(ordering: .relaxed) { seen.value.store(count, ordering: .relaxed) }
+                if over.value.load(ordering: .acquiring) == 0 { samples.value.add(1, ordering: .relaxed) }
+                try await Task.sleep(for: .microseconds(200))
+            }
+        }
+        try await Task.sleep(for: .milliseconds(50))
+        over.value.store(1, ordering: .releasing)
+        try await watcher.value
+        return (seen.value.load(ordering: .relaxed), samples.value.load(ordering: .relaxed))
+    }
 }
