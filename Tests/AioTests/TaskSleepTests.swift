@@ -64,6 +64,25 @@ struct TaskSleepTests {
         loop.stop()
     }
 
+    @Test("short Task.sleeps on the context all wake: none is lost between its timer and its job", arguments: Driver.allCases)
+    func noLostSleepWakeUps(driver: Driver) async throws {
+        let loop = try LoopThread(driver)
+        let ctx = loop.ctx
+        let done = SharedInt(0)
+        let rounds = 200
+        // Not awaited: a lost wake-up leaves the task asleep forever, and the
+        // test must fail with a message instead of hanging with it.
+        Task(executorPreference: ctx.taskExecutor) {
+            for round in 0..<rounds {
+                try await Task.sleep(for: .microseconds(round % 2 == 0 ? 0 : 100))
+                done.value.add(1, ordering: .relaxed)
+            }
+        }
+        let finished = await eventually(within: 20) { done.value.load(ordering: .relaxed) == rounds }
+        #expect(finished, "Task.sleep on the context never woke: \(done.value.load(ordering: .relaxed)) of \(rounds) sleeps ended")
+        if finished { loop.stop() }
+    }
+
     @Test("a task sleeping on the context wakes at once when cancelled", arguments: Driver.allCases)
     func cancelledTaskSleep(driver: Driver) async throws {
         let loop = try LoopThread(driver)

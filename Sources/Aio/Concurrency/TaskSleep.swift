@@ -86,6 +86,9 @@ extension AioContext {
             let entry = self.delayedJobs.withLock { $0.removeValue(forKey: ObjectIdentifier(timer)) }
             if let entry { self.enqueueJob(entry.job, taskExecutor: nil) }
         }
+        // Registered first, then armed: the callback always finds its job,
+        // even if enqueue is called off the context's thread (the runtime
+        // calls it from the sleeping task's job, on the context's thread).
         delayedJobs.withLock { $0[ObjectIdentifier(timer)] = DelayedJob(job: job, timer: timer) }
         timer.schedule(at: deadline)
     }
