@@ -23,7 +23,7 @@ import CGIOShim
 /// GIO: `GAsyncReadyCallback`, `GAsyncResult`, `GCancellable`.
 public enum GIOAsync {
     /// Starts a GIO operation with `start` and returns what `finish` makes of
-    /// its result, or throws its `GError` as a `GIOError`.
+    /// its result, or throws its `GError` as a `GLibError`.
     ///
     /// - Parameters:
     ///   - context: The `GMainContext` whose thread runs `start` and GIO's
@@ -42,7 +42,7 @@ public enum GIOAsync {
     ///     `GAsyncResult` and the `GError**` it gets, and turns the outcome
     ///     into a Swift value. It runs inside GIO's callback (the result is
     ///     valid only there), once, on the context's thread. If it leaves an
-    ///     error in the out-parameter, the call throws it as a `GIOError`
+    ///     error in the out-parameter, the call throws it as a `GLibError`
     ///     (and frees it) and what `finish` returned is dropped; so on failure
     ///     it may return any placeholder. It may also throw a Swift error.
     ///

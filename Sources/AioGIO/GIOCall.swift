@@ -194,7 +194,7 @@ final class GIOCall<T>: GIOCallState, @unchecked Sendable {
         do {
             let value = try finish(result, &error)
             if let error {
-                outcome = .failure(GIOError(taking: error))
+                outcome = .failure(GLibError(taking: error))
             } else {
                 outcome = .success(value)
             }
@@ -213,7 +213,7 @@ final class GIOCall<T>: GIOCallState, @unchecked Sendable {
         // Abandoned (timed out): nobody waits; the outcome is dropped.
         guard let continuation else { return }
         switch outcome {
-        case .failure(let error as GIOError) where cancelRequested && error.isIOError(G_IO_ERROR_CANCELLED):
+        case .failure(let error as GLibError) where cancelRequested && error.isIOError(G_IO_ERROR_CANCELLED):
             continuation.resume(throwing: CancellationError())
         default:
             continuation.resume(with: outcome)

@@ -8,7 +8,7 @@ import CGIOShim
 /// has already been freed.
 ///
 /// GLib: `GError`, `g_quark_to_string()`.
-public struct GIOError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct GLibError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The error domain's quark as a string, e.g. `"g-io-error-quark"` for
     /// `G_IO_ERROR` or `"g-dbus-error-quark"` for `G_DBUS_ERROR`.
     public let domain: String

@@ -37,7 +37,7 @@ struct GIOBridgeTests {
         #expect(await settles(to: baseline), "every call object is freed")
     }
 
-    @Test("a missing file throws GIOError with G_IO_ERROR's domain, NOT_FOUND and a message naming the path",
+    @Test("a missing file throws GLibError with G_IO_ERROR's domain, NOT_FOUND and a message naming the path",
           .timeLimit(.minutes(1)))
     func missingFileThrowsGIOError() async throws {
         let baseline = liveCalls()
@@ -53,10 +53,10 @@ struct GIOBridgeTests {
             } finish: { result, error in
                 loadedContents(gfile.raw, result, error)
             }
-            Issue.record("expected GIOError, got \(bytes.count) bytes")
-        } catch let error as GIOError {
+            Issue.record("expected GLibError, got \(bytes.count) bytes")
+        } catch let error as GLibError {
             #expect(error.domain == "g-io-error-quark")
-            #expect(error.domain == GIOError.ioErrorDomain)
+            #expect(error.domain == GLibError.ioErrorDomain)
             #expect(error.code == Int32(G_IO_ERROR_NOT_FOUND.rawValue))
             #expect(error.isIOError(G_IO_ERROR_NOT_FOUND))
             #expect(error.message.contains(path), "message: \(error.message)")
@@ -167,7 +167,7 @@ struct GIOBridgeTests {
         #expect(await settles(to: baseline))
     }
 
-    @Test("a GIO error CANCELLED without a cancelled task stays a GIOError", .timeLimit(.minutes(1)))
+    @Test("a GIO error CANCELLED without a cancelled task stays a GLibError", .timeLimit(.minutes(1)))
     func cancelledByOthersIsAGIOError() async throws {
         let loop = try GLibLoopThread(name: "gio-cancel-other")
         defer { loop.stop() }
@@ -188,7 +188,7 @@ struct GIOBridgeTests {
                 g_input_stream_read_finish(quiet.input, result, error)
             }
             Issue.record("expected G_IO_ERROR_CANCELLED")
-        } catch let error as GIOError {
+        } catch let error as GLibError {
             #expect(error.isIOError(G_IO_ERROR_CANCELLED), "\(error)")
         }
     }
@@ -460,7 +460,7 @@ final class QuietSocketStream: @unchecked Sendable {
         // The GSocket takes over the descriptor it is given: a duplicate, so
         // that SocketPair closes only its own.
         guard let socket = g_socket_new_from_fd(dup(pair.a), &error) else {
-            throw GIOError(taking: error!)
+            throw GLibError(taking: error!)
         }
         connection = g_socket_connection_factory_create_connection(socket)
         g_object_unref(UnsafeMutableRawPointer(socket))
