@@ -251,10 +251,11 @@ final class GIOCall<T>: GIOCallState, @unchecked Sendable {
             return (continuation, started)
         }
         guard let (continuation, started) = taken, let timeout else { return }
-        g_cancellable_cancel(cancellable)
-        // Whether a thread iterates the context, for the error message.
+        // Whether a thread iterates the context, for the error message;
+        // asked before cancelling, which wakes that thread.
         let owned = g_main_context_acquire(context) == 0
         if !owned { g_main_context_release(context) }
+        g_cancellable_cancel(cancellable)
         continuation.resume(throwing: GIOTimeoutError(timeout: timeout, contextWasOwned: owned, started: started))
     }
 }

@@ -270,6 +270,15 @@ struct GIOBridgeTests {
         #expect(outcome.all == [true], "GIO must report the read as cancelled")
     }
 
+    @Test("a timeout that is not positive traps with a message")
+    func nonPositiveTimeoutTraps() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            _ = try? await GIOAsync.call(timeout: .zero) { _, _, _ in } finish: { _, _ in () }
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("GIOAsync.call: timeout must be positive"), "\(stderr)")
+    }
+
     // MARK: Ownership under races
 
     @Test("1,000 calls cancelled at varying moments: each ends once, as a result or CancellationError, and is freed",
