@@ -15,14 +15,13 @@ import CGLibShim
 func dbusCall(on connection: OpaquePointer, destination: String, path: String, interface: String,
               method: String, _ arguments: [Variant] = []) async throws -> Variant {
     let parameters = Variant.tuple(arguments)
-    let connection = Connection(raw: connection)
     do {
         let reply = try await GIOAsync.call { cancellable, callback, userData in
             // GDBus sinks the floating `parameters`.
-            g_dbus_connection_call(connection.raw, destination, path, interface, method, parameters.raw,
+            g_dbus_connection_call(connection, destination, path, interface, method, parameters.raw,
                                    nil, G_DBUS_CALL_FLAGS_NONE, 15_000, cancellable, callback, userData)
         } finish: { result, error in
-            g_dbus_connection_call_finish(connection.raw, result, error).map(Variant.init(raw:))
+            g_dbus_connection_call_finish(connection, result, error).map(Variant.init(raw:))
         }
         guard let reply else {
             throw DBusError(name: "org.freedesktop.DBus.Error.Failed", message: "\(method): no reply body")
@@ -49,12 +48,6 @@ func readFile(_ path: String) async throws -> [UInt8] {
             Array(UnsafeBufferPointer(start: $0, count: Int(length)))
         }
     }
-}
-
-/// A GDBusConnection that may cross threads: GDBus's connection API is
-/// thread-safe.
-struct Connection: @unchecked Sendable {
-    let raw: OpaquePointer
 }
 
 /// A GFile reference that may cross threads: a GFile is immutable, and its

@@ -31,9 +31,8 @@ public enum GIOAsync {
     ///     thread-default context of the thread the call begins on
     ///     (`g_main_context_ref_thread_default()`): GLib's global default
     ///     context unless that thread pushed another one. Some thread must
-    ///     iterate it, or the callback never runs (see `timeout`).
-    ///   - timeout: How long to wait for the callback; `nil` (the default)
-    ///     waits as long as the operation takes. See "Timeouts" below.
+    ///     iterate it, or the callback never runs and the call waits
+    ///     forever; `call(on:timeout:start:finish:)` bounds that.
     ///   - start: Calls the `_async` function, passing it the three
     ///     arguments it gets: the call's `GCancellable`, the callback and
     ///     its user data. It must start exactly one operation with exactly
@@ -45,6 +44,12 @@ public enum GIOAsync {
     ///     error in the out-parameter, the call throws it as a `GLibError`
     ///     (and frees it) and what `finish` returned is dropped; so on failure
     ///     it may return any placeholder. It may also throw a Swift error.
+    ///
+    /// `start` and `finish` may run on another thread (the context's), but
+    /// never concurrently with the caller: it is suspended from before
+    /// `start` runs until after `finish` returned, and is resumed without
+    /// them only when `start` never ran. That is why they may capture
+    /// non-`Sendable` values such as GObject pointers.
     ///
     /// ## Threads
     ///
@@ -67,37 +72,8 @@ public enum GIOAsync {
     ///   `GCancellable` and waits for GIO's callback. If the operation ended
     ///   with `G_IO_ERROR_CANCELLED`, the call throws `CancellationError`;
     ///   if it finished anyway (success or another error), that outcome is
-    ///   returned or thrown as usual. Cancelling the task never resumes the
-    ///   caller before the callback, so the memory rule below does not
-    ///   apply to it.
-    ///
-    /// ## Timeouts and contexts nobody iterates
-    ///
-    /// If nobody iterates `context`, GIO's callback never runs, and without
-    /// a timeout the call waits forever, as a C caller would: the bridge
-    /// cannot know whether a thread will iterate it later (a program may
-    /// begin calls before it enters `g_main_loop_run`), and some operations
-    /// legitimately wait without end (a read from a quiet pipe). Pass
-    /// `timeout` to bound that: when it expires before the callback, the
-    /// bridge cancels the `GCancellable` and throws `GIOTimeoutError` at
-    /// once, without waiting for GIO.
-    ///
-    /// The rule this puts on `start`: after a timeout GIO may still hold the
-    /// operation, so everything it may touch must be owned by GIO or by the
-    /// bridge, never by the resumed caller. GIO copies strings and takes its
-    /// own references on GObjects, GVariants and GBytes it is given; the
-    /// bridge keeps `start` and `finish`, and everything they capture, alive
-    /// until the callback has run (and lets go of them then, even if the
-    /// caller is long gone). So a buffer handed to GIO (e.g. to
-    /// `g_input_stream_read_async`) must be an object captured by `start` or
-    /// `finish`, never a pointer into memory the caller frees, such as one
-    /// from `withUnsafeMutableBytes`. A callback that arrives after the
-    /// timeout still runs `finish` (freeing GIO's result) and its value is
-    /// dropped, so `finish` should return Swift-managed values, not C
-    /// references that would leak. If the context is destroyed without ever
-    /// being iterated, GLib destroys the pending callback without running
-    /// it, and what the bridge holds for that call is leaked, not freed
-    /// early.
+    ///   returned or thrown as usual. So cancelling never resumes the caller
+    ///   before GIO is done with the operation.
     ///
     /// Thread-safe: may be called from any task, on any thread or actor.
     ///
@@ -105,7 +81,60 @@ public enum GIOAsync {
     /// `g_cancellable_cancel()`.
     public static func call<T>(
         on context: OpaquePointer? = nil,
-        timeout: Duration? = nil,
+        isolation: isolated (any Actor)? = #isolation,
+        start: @escaping (
+            _ cancellable: UnsafeMutablePointer<GCancellable>,
+            _ callback: GAsyncReadyCallback,
+            _ userData: gpointer
+        ) -> Void,
+        finish: @escaping (
+            _ result: OpaquePointer,
+            _ error: UnsafeMutablePointer<UnsafeMutablePointer<GError>?>
+        ) throws -> T
+    ) async throws -> T {
+        try await run(context, nil, start, finish)
+    }
+
+    /// `call(on:start:finish:)` that gives up after `timeout`: for contexts
+    /// that may not be iterated, and operations that may never end.
+    ///
+    /// If nobody iterates `context`, GIO's callback never runs. The bridge
+    /// cannot know whether a thread will iterate it later (a program may
+    /// begin calls before it enters `g_main_loop_run`), and some operations
+    /// legitimately wait without end (a read from a quiet pipe), so only the
+    /// caller can bound the wait. When `timeout` expires before the
+    /// callback, the bridge cancels the `GCancellable` and throws
+    /// `GIOTimeoutError` at once, without waiting for GIO. The error says
+    /// whether any thread owned the context at that moment and whether
+    /// `start` had run.
+    ///
+    /// The rule this puts on `start` and `finish`: after a timeout GIO may
+    /// still hold the operation, so everything it may touch must be owned by
+    /// GIO or by the bridge, never by the resumed caller. GIO copies strings
+    /// and takes its own references on the GObjects, GVariants and GBytes it
+    /// is given; the bridge keeps `start` and `finish`, and everything they
+    /// capture, alive until the callback has run, and lets go of them then.
+    /// So a buffer handed to GIO (e.g. to `g_input_stream_read_async`) must
+    /// be an object the closures capture, never a pointer into memory the
+    /// caller frees, such as one from `withUnsafeMutableBytes`. Since
+    /// `finish` may run after the caller resumed, both closures are
+    /// `sending`: what they capture must be `Sendable` or no longer used by
+    /// the caller. A callback that arrives after the timeout still runs
+    /// `finish` (which frees GIO's result) and its value is dropped, so
+    /// `finish` should return Swift-managed values, not C references that
+    /// would leak. If the context is destroyed without ever being iterated,
+    /// GLib drops the pending callback without running it, and what the
+    /// bridge holds for that call is leaked, never freed early.
+    ///
+    /// `timeout` must be positive (a trap otherwise). Everything else is as
+    /// for `call(on:start:finish:)`.
+    ///
+    /// Thread-safe: may be called from any task, on any thread or actor.
+    ///
+    /// GIO: `g_cancellable_cancel()`, `GAsyncReadyCallback`.
+    public static func call<T>(
+        on context: OpaquePointer? = nil,
+        timeout: Duration,
         isolation: isolated (any Actor)? = #isolation,
         start: sending @escaping (
             _ cancellable: UnsafeMutablePointer<GCancellable>,
@@ -117,10 +146,18 @@ public enum GIOAsync {
             _ error: UnsafeMutablePointer<UnsafeMutablePointer<GError>?>
         ) throws -> sending T
     ) async throws -> T {
+        precondition(timeout > .zero, "GIOAsync.call: timeout must be positive, got \(timeout)")
+        return try await run(context, timeout, start, finish)
+    }
+
+    private static func run<T>(
+        _ context: OpaquePointer?,
+        _ timeout: Duration?,
+        isolation: isolated (any Actor)? = #isolation,
+        _ start: @escaping (UnsafeMutablePointer<GCancellable>, GAsyncReadyCallback, gpointer) -> Void,
+        _ finish: @escaping (OpaquePointer, UnsafeMutablePointer<UnsafeMutablePointer<GError>?>) throws -> T
+    ) async throws -> T {
         if Task.isCancelled { throw CancellationError() }
-        if let timeout {
-            precondition(timeout > .zero, "GIOAsync.call: timeout must be positive, got \(timeout)")
-        }
         // One reference, owned by the call; g_main_context_ref_thread_default
         // returns a new one too.
         let mainContext = context.map { g_main_context_ref($0)! } ?? g_main_context_ref_thread_default()!

@@ -100,12 +100,12 @@ final class GIOCall<T>: GIOCallState, @unchecked Sendable {
     private let state = Mutex(State())
     private let timeout: Duration?
     private let start: (UnsafeMutablePointer<GCancellable>, GAsyncReadyCallback, gpointer) -> Void
-    private let finish: (OpaquePointer, UnsafeMutablePointer<UnsafeMutablePointer<GError>?>) throws -> sending T
+    private let finish: (OpaquePointer, UnsafeMutablePointer<UnsafeMutablePointer<GError>?>) throws -> T
 
     /// Takes over the caller's reference on `context`.
     init(context: OpaquePointer, timeout: Duration?,
-         start: sending @escaping (UnsafeMutablePointer<GCancellable>, GAsyncReadyCallback, gpointer) -> Void,
-         finish: sending @escaping (OpaquePointer, UnsafeMutablePointer<UnsafeMutablePointer<GError>?>) throws -> sending T) {
+         start: @escaping (UnsafeMutablePointer<GCancellable>, GAsyncReadyCallback, gpointer) -> Void,
+         finish: @escaping (OpaquePointer, UnsafeMutablePointer<UnsafeMutablePointer<GError>?>) throws -> T) {
         self.timeout = timeout
         self.start = start
         self.finish = finish
@@ -190,7 +190,11 @@ final class GIOCall<T>: GIOCallState, @unchecked Sendable {
 
     override func complete(result: OpaquePointer) {
         var error: UnsafeMutablePointer<GError>?
-        let outcome: Result<T, any Error>
+        // SAFETY (unchecked transfer): the value goes from `finish` to the
+        // caller and nowhere else. Without a timeout it stays in the
+        // caller's region (finish ran while the caller was suspended); with
+        // one, `finish` was `sending` and returns a `sending` value.
+        nonisolated(unsafe) let outcome: Result<T, any Error>
         do {
             let value = try finish(result, &error)
             if let error {

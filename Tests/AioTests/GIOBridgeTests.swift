@@ -37,6 +37,27 @@ struct GIOBridgeTests {
         #expect(await settles(to: baseline), "every call object is freed")
     }
 
+    @Test("the README's snippet: closures capture a local GFile pointer directly", .timeLimit(.minutes(1)))
+    func readmeSnippet() async throws {
+        let source = try TemporaryFile(bytes: Array("snippet\n".utf8))
+        let loop = try GLibLoopThread(name: "gio-readme")
+        defer { loop.stop() }
+        let mainContext = loop.context.raw
+        let path = source.path
+
+        let file = g_file_new_for_path(path)!
+        let bytes = try await GIOAsync.call(on: mainContext) { cancellable, callback, userData in
+            g_file_load_contents_async(file, cancellable, callback, userData)
+        } finish: { result, error in
+            var contents: UnsafeMutablePointer<CChar>?, length: gsize = 0
+            guard g_file_load_contents_finish(file, result, &contents, &length, nil, error) != 0 else { return [UInt8]() }
+            defer { g_free(contents) }
+            return Array(UnsafeRawBufferPointer(start: contents, count: Int(length)))
+        }
+        g_object_unref(UnsafeMutableRawPointer(file))
+        #expect(bytes == source.bytes)
+    }
+
     @Test("a missing file throws GLibError with G_IO_ERROR's domain, NOT_FOUND and a message naming the path",
           .timeLimit(.minutes(1)))
     func missingFileThrowsGIOError() async throws {
