@@ -8,6 +8,8 @@ let package = Package(
         // Opt-in: @MainActor on GLib's main loop for programs with an async
         // main, through Swift 6.3's experimental custom-executor SPI.
         .library(name: "AioMainExecutor", targets: ["AioMainExecutor"]),
+        // GIO's _async/_finish pairs as Swift async calls. Aio itself never depends on GIO.
+        .library(name: "AioGIO", targets: ["AioGIO"]),
     ],
     targets: [
         // GLib plus the Linux headers Swift's Glibc module leaves out (eventfd, epoll, timerfd, ppoll).
@@ -41,6 +43,20 @@ let package = Package(
             dependencies: ["Aio", "CGLibShim"],
             path: "Sources/AioMainExecutor"
         ),
+        // GIO (GDBus, GFile, GSubprocess, GCancellable) for AioGIO and the
+        // examples; Aio never depends on it.
+        .systemLibrary(
+            name: "CGIOShim",
+            path: "Sources/CGIOShim",
+            pkgConfig: "gio-2.0",
+            providers: [.apt(["libglib2.0-dev"])]
+        ),
+        // The GIO async bridge: any _async/_finish pair as an `async throws` call.
+        .target(
+            name: "AioGIO",
+            dependencies: ["Aio", "CGIOShim"],
+            path: "Sources/AioGIO"
+        ),
         // Stress harness: every thread role at once, with per-round watchdogs.
         .executableTarget(
             name: "aio-stress",
@@ -57,16 +73,9 @@ let package = Package(
             dependencies: ["Aio", "CGLibShim"],
             path: "Examples/MainActorLoop"
         ),
-        // GIO (GDBus, GFile, GSubprocess) for the examples only; Aio never depends on it.
-        .systemLibrary(
-            name: "CGIOShim",
-            path: "Examples/CGIOShim",
-            pkgConfig: "gio-2.0",
-            providers: [.apt(["libglib2.0-dev"])]
-        ),
         .executableTarget(
             name: "GLibDaemon",
-            dependencies: ["Aio", "CGLibShim", "CGIOShim"],
+            dependencies: ["Aio", "AioGIO", "CGLibShim", "CGIOShim"],
             path: "Examples/GLibDaemon"
         ),
         // The main-actor hop check shared by the two main-executor examples.
@@ -108,7 +117,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AioTests",
-            dependencies: ["Aio", "CGLibShim", "CAioURing", "CAllocCounter"],
+            dependencies: ["Aio", "AioGIO", "CGLibShim", "CGIOShim", "CAioURing", "CAllocCounter"],
             path: "Tests/AioTests"
         ),
     ]

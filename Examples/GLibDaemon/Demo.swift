@@ -5,8 +5,11 @@
 // GMainLoop, so the client only makes asynchronous calls
 // (g_dbus_connection_call): a synchronous call would block the very loop
 // that has to answer it. Each step starts the next from its reply callback.
+// One step is async code instead: a main-actor task awaits GIO calls through
+// AioGIO's bridge (AsyncCalls.swift); a MainQueuePump runs it in the loop.
 
 import Aio
+import AioGIO
 import CGIOShim
 import CGLibShim
 import Glibc
@@ -35,6 +38,16 @@ func runDemo(_ options: ServiceOptions) -> Int32 {
         return 1
     }
     defer { disconnect(clientConnection); disconnect(server) }
+
+    // The main actor's jobs run inside the GMainLoop (the async step).
+    let pump: MainQueuePump
+    do {
+        pump = try MainQueuePump.install()
+    } catch {
+        log("demo", "cannot run main-actor tasks under GLib here: \(error)")
+        return 1
+    }
+    defer { pump.remove() }
 
     // A watchdog: the demo finishes in seconds, or fails.
     let watchdog = g_timeout_add_seconds(60, { _ in
@@ -251,18 +264,28 @@ final class DemoClient: @unchecked Sendable {
                 self.expectError(reply, invalidArgs)  // over the limit
                 next()
             } },
+            // Async code: GIO calls awaited through the bridge, on the main actor.
+            { next in
+                // `next` belongs to the main thread, where this task runs.
+                nonisolated(unsafe) let next = next
+                Task { @MainActor in
+                    await self.asyncSteps()
+                    next()
+                }
+            },
             // The timer's signal.
             { next in
                 log("client", "waiting for a Heartbeat signal")
                 self.waitForHeartbeat(then: next)
             },
-            // The counters. Exactly 11 jobs succeeded (1 + 1 + 1 + 8) and 2
-            // failed (no such file, not a directory); the rejected arguments
-            // never reached the pool.
+            // The counters. Exactly 12 jobs succeeded (1 + 1 + 1 + 8, and the
+            // async step's Sha256) and 3 failed (no such file, not a
+            // directory, the async step's missing file); the rejected
+            // arguments never reached the pool.
             { next in self.call("Statistics", []) { reply in
-                self.expect(reply, "11 jobs completed, 2 failed") {
+                self.expect(reply, "12 jobs completed, 3 failed") {
                     let counters = $0.dictionary(at: 0)
-                    return counters["pool-jobs-completed"] == 11 && counters["pool-jobs-failed"] == 2
+                    return counters["pool-jobs-completed"] == 12 && counters["pool-jobs-failed"] == 3
                         && counters["bottom-halves-run"]! > 0
                 }
                 next()
@@ -341,6 +364,68 @@ final class DemoClient: @unchecked Sendable {
         } else {
             failures += 1
             log("client", "  WRONG: expected the error \(name)")
+        }
+    }
+
+    // MARK: Async calls through the GIO bridge
+
+    /// A D-Bus call to the bus itself, a GFile read, the service's Sha256 of
+    /// the same file, and one error of each kind, each awaited; after every
+    /// await the task is back on the main thread.
+    @MainActor
+    private func asyncSteps() async {
+        let f = files
+        let missing = f.directory + "/no-such-file"
+        log("client", "async calls through GIOAsync (AioGIO), awaited on the main actor")
+        do {
+            let reply = try await dbusCall(on: connection, destination: "org.freedesktop.DBus",
+                                           path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
+                                           method: "ListNames")
+            defer { g_variant_unref(reply.raw) }
+            let names = reply.strings(at: 0)
+            check("ListNames on the bus: \(names.count) names, \(busName) among them", names.contains(busName))
+        } catch {
+            check("ListNames on the bus: \(error)", false)
+        }
+        do {
+            let bytes = try await readFile(f.hello)
+            check("GFile read of hello.txt: \(bytes.count) bytes, as written", bytes == Array(f.helloContents.utf8))
+            let reply = try await dbusCall(on: connection, destination: busName, path: objectPath,
+                                           interface: interfaceName, method: "Sha256", [.string(f.hello)])
+            defer { g_variant_unref(reply.raw) }
+            let digest = g_compute_checksum_for_data(G_CHECKSUM_SHA256, bytes, gsize(bytes.count))!
+            defer { g_free(digest) }
+            check("awaited Sha256(hello.txt) matches the bytes read", reply.string(at: 0) == String(cString: digest))
+        } catch {
+            check("GFile read and Sha256 of hello.txt: \(error)", false)
+        }
+        do {
+            _ = try await readFile(missing)
+            check("GFile read of a missing file must fail", false)
+        } catch let error as GLibError {
+            check("GFile read of a missing file -> \(error.domain) NOT_FOUND", error.isIOError(G_IO_ERROR_NOT_FOUND))
+        } catch {
+            check("GFile read of a missing file: \(error)", false)
+        }
+        do {
+            _ = try await dbusCall(on: connection, destination: busName, path: objectPath,
+                                   interface: interfaceName, method: "Sha256", [.string(missing)])
+            check("awaited Sha256 of a missing file must fail", false)
+        } catch let error as DBusError {
+            check("awaited Sha256 of a missing file -> \(error.name)", error.name == "org.freedesktop.DBus.Error.FileNotFound")
+        } catch {
+            check("awaited Sha256 of a missing file: \(error)", false)
+        }
+        check("the task is back on the main thread", aio_shim_gettid() == getpid())
+    }
+
+    private func check(_ what: String, _ ok: Bool) {
+        checks += 1
+        if ok {
+            log("client", "  ok: \(what)")
+        } else {
+            failures += 1
+            log("client", "  WRONG: \(what)")
         }
     }
 

@@ -75,6 +75,17 @@ struct Variant: @unchecked Sendable {
         return UInt64(g_variant_get_uint64(child))
     }
 
+    /// Child `index` of a tuple when it is an `as` array of strings.
+    func strings(at index: Int) -> [String] {
+        let array = g_variant_get_child_value(raw, gsize(index))!
+        defer { g_variant_unref(array) }
+        return (0..<g_variant_n_children(array)).map { i in
+            let child = g_variant_get_child_value(array, i)!
+            defer { g_variant_unref(child) }
+            return String(cString: g_variant_get_string(child, nil))
+        }
+    }
+
     /// Child `index` of a tuple when it is an `a{st}` dictionary.
     func dictionary(at index: Int) -> [String: UInt64] {
         let dict = g_variant_get_child_value(raw, gsize(index))!

@@ -15,7 +15,8 @@
 //
 // Files: main.swift (options, connecting, running the loop), Service.swift
 // (the D-Bus object, offloading, shutdown), Jobs.swift (the work on the pool),
-// Demo.swift (--demo: private bus and client), GLibGlue.swift (C API helpers).
+// Demo.swift (--demo: private bus and client), AsyncCalls.swift (GIO calls
+// awaited through AioGIO's bridge), GLibGlue.swift (C API helpers).
 
 import Aio
 import CGIOShim

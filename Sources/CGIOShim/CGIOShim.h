@@ -1,6 +1,6 @@
 /*
- * CGIOShim: GIO (GDBus, GFile, GSubprocess, GCancellable) for the examples.
- * The library (Aio) never imports it; only example targets do.
+ * CGIOShim: GIO (GDBus, GFile, GSubprocess, GCancellable) for AioGIO (the
+ * GIO async bridge) and the examples. The core library (Aio) never imports it.
  *
  * As in CGLibShim, this header holds includes, constants and static inline
  * helpers for the macros Swift cannot import, and defines no feature macros.
