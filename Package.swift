@@ -33,10 +33,17 @@ let package = Package(
             dependencies: ["CGLibShim", "CAioSupport", "CAioURing"],
             path: "Sources/Aio"
         ),
+        // The multithread stress workloads (QEMU's test-aio-multithread), shared
+        // by the test suite (short rounds) and aio-stress (a long run).
+        .target(
+            name: "AioMultithreadStress",
+            dependencies: ["Aio"],
+            path: "Sources/AioMultithreadStress"
+        ),
         // Stress harness: every thread role at once, with per-round watchdogs.
         .executableTarget(
             name: "aio-stress",
-            dependencies: ["Aio", "CGLibShim"],
+            dependencies: ["Aio", "AioMultithreadStress", "CGLibShim"],
             path: "Sources/AioStress"
         ),
         .executableTarget(
@@ -78,7 +85,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AioTests",
-            dependencies: ["Aio", "CGLibShim", "CAioURing", "CAllocCounter"],
+            dependencies: ["Aio", "AioMultithreadStress", "CGLibShim", "CAioURing", "CAllocCounter"],
             path: "Tests/AioTests"
         ),
     ]
