@@ -60,7 +60,7 @@ func runMultithreadMode(seconds: Double, roundTimeout: Double) -> Never {
         }
         for total in totals {
             let rate = total.seconds > 0 ? Int(Double(total.operations) / total.seconds) : 0
-            print("aio-stress multithread: \(total.workload): \(total.operations) in \(Int(total.seconds)) s (\(rate)/s)")
+            print("aio-stress multithread: \(total.workload): \(total.operations) in \(Int(total.seconds * 1000)) ms of rounds (\(rate)/s)")
         }
         print("aio-stress multithread: \(cycles) cycles")
         if cycles > 0 {
