@@ -82,7 +82,7 @@ struct MultithreadStressTests {
     func mutexHandOff() async throws {
         try await withStress { stress in
             check(await stress.mutexRound(contextCount: 2, tasksPerContext: 1, globalTasks: 0,
-                                          iterations: 100_000 * Self.scale, suspendHolding: false))
+                                          iterations: 50_000 * Self.scale, suspendHolding: false))
         }
     }
 }
