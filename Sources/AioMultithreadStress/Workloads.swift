@@ -84,18 +84,30 @@ public final class MultithreadStress: Sendable {
         self.roundTimeout = roundTimeout
     }
 
-    /// Every workload once, in order.
+    /// Every workload once, in order; stops after a round that failed (its
+    /// report is the last one).
     public func runAll(_ sizes: StressSizes) async -> [StressRoundReport] {
-        [
-            await bottomHalfRound(chains: sizes.chains, hopsPerChain: sizes.hopsPerChain),
-            await actorHopRound(tasks: sizes.hopTasks, relaysPerTask: sizes.relaysPerTask),
-            await mutexRound(contextCount: stage.threads.count,
-                             tasksPerContext: sizes.mutexTasksPerContext,
-                             globalTasks: sizes.mutexGlobalTasks,
-                             iterations: sizes.mutexIterations, suspendHolding: true),
-            await mutexRound(contextCount: 2, tasksPerContext: 1, globalTasks: 0,
-                             iterations: sizes.handoffIterations, suspendHolding: false),
+        let rounds: [@Sendable () async -> StressRoundReport] = [
+            { await self.bottomHalfRound(chains: sizes.chains, hopsPerChain: sizes.hopsPerChain) },
+            { await self.actorHopRound(tasks: sizes.hopTasks, relaysPerTask: sizes.relaysPerTask) },
+            {
+                await self.mutexRound(contextCount: self.stage.threads.count,
+                                      tasksPerContext: sizes.mutexTasksPerContext,
+                                      globalTasks: sizes.mutexGlobalTasks,
+                                      iterations: sizes.mutexIterations, suspendHolding: true)
+            },
+            {
+                await self.mutexRound(contextCount: 2, tasksPerContext: 1, globalTasks: 0,
+                                      iterations: sizes.handoffIterations, suspendHolding: false)
+            },
         ]
+        var reports: [StressRoundReport] = []
+        for round in rounds {
+            let report = await round()
+            reports.append(report)
+            if !report.passed { break }
+        }
+        return reports
     }
 
     private func watchdog(_ what: String, progress: @escaping @Sendable () -> String) -> RoundWatchdog {
@@ -147,7 +159,7 @@ public final class MultithreadStress: Sendable {
         let perContext = hops.ranOn.map(\.count)
         report.operations = hops.hops.count
         report.notes = "per context \(perContext), doorbells rung \(hops.rings.count), run \(hops.doorbellRuns.map(\.count).reduce(0, +))"
-        if fired { report.failures.append("the watchdog fired") }
+        if fired { report.failures.append("the round stalled past its watchdog (\(roundTimeout) s; see WATCHDOG above)") }
         if perContext.reduce(0, +) != expected || hops.hops.count != expected {
             report.failures.append("hops counted per context \(perContext.reduce(0, +)), by the chains \(hops.hops.count), expected \(expected)")
         }
@@ -194,7 +206,7 @@ public final class MultithreadStress: Sendable {
             misplaced += counts.misplaced
         }
         report.operations = counted
-        if fired { report.failures.append("the watchdog fired") }
+        if fired { report.failures.append("the round stalled past its watchdog (\(roundTimeout) s; see WATCHDOG above)") }
         if counted != expected || steps.count != expected {
             report.failures.append("steps counted by the actors \(counted), by the tasks \(steps.count), expected \(expected)")
         }
@@ -245,7 +257,7 @@ public final class MultithreadStress: Sendable {
         let counter = job.counter.value  // every task is done: no one holds the mutex
         report.operations = total.increments
         report.notes = "\(total.contended) of \(total.increments) locks waited"
-        if fired { report.failures.append("the watchdog fired") }
+        if fired { report.failures.append("the round stalled past its watchdog (\(roundTimeout) s; see WATCHDOG above)") }
         if counter != total.increments || total.increments != expected || job.unlocked.count != expected {
             report.failures.append("counter \(counter), sum of the tasks' counts \(total.increments), counted after unlock \(job.unlocked.count), expected \(expected)")
         }
