@@ -128,6 +128,9 @@ public final class AsyncMutex: Sendable, CustomStringConvertible {
     /// takes it even if it is cancelled, and a waiter that was handed the
     /// mutex before its cancellation arrived returns normally. Either way,
     /// a normal return means the task holds the mutex and must ``unlock()``.
+    ///
+    /// `isolation` is the caller's (leave the default): the call runs on
+    /// the caller's executor and, after a wait, resumes there.
     /// QEMU: `qemu_co_mutex_lock()`.
     public func lock(isolation: isolated (any Actor)? = #isolation) async throws(CancellationError) {
         let me = Holder.current
@@ -212,6 +215,7 @@ public final class AsyncMutex: Sendable, CustomStringConvertible {
     ///
     /// Throws `CancellationError` if the task is cancelled while waiting
     /// for the mutex (`body` does not run then), and whatever `body` throws.
+    /// QEMU: `WITH_QEMU_LOCK_GUARD()` on a `CoMutex`.
     public func withLock<R>(
         isolation: isolated (any Actor)? = #isolation,
         _ body: () async throws -> R
