@@ -161,7 +161,7 @@ public final class MultithreadStress: Sendable {
         report.notes = "per context \(perContext), doorbells rung \(hops.rings.count), run \(hops.doorbellRuns.map(\.count).reduce(0, +))"
         if fired { report.failures.append("the round stalled past its watchdog (\(roundTimeout) s; see WATCHDOG above)") }
         if perContext.reduce(0, +) != expected || hops.hops.count != expected {
-            report.failures.append("hops counted per context \(perContext.reduce(0, +)), by the chains \(hops.hops.count), expected \(expected)")
+            report.failures.append("hops counted per context sum to \(perContext.reduce(0, +)), in all \(hops.hops.count), expected \(expected) (a hop run twice, or one run by no context)")
         }
         if hops.misplaced.count != 0 {
             report.failures.append("\(hops.misplaced.count) BH callbacks ran off their context's IOThread")
