@@ -57,10 +57,17 @@ let package = Package(
             dependencies: ["Aio", "CGIOShim"],
             path: "Sources/AioGIO"
         ),
+        // The multithread stress workloads (QEMU's test-aio-multithread), shared
+        // by the test suite (short rounds) and aio-stress (a long run).
+        .target(
+            name: "AioMultithreadStress",
+            dependencies: ["Aio"],
+            path: "Sources/AioMultithreadStress"
+        ),
         // Stress harness: every thread role at once, with per-round watchdogs.
         .executableTarget(
             name: "aio-stress",
-            dependencies: ["Aio", "CGLibShim"],
+            dependencies: ["Aio", "AioMultithreadStress", "CGLibShim"],
             path: "Sources/AioStress"
         ),
         .executableTarget(
@@ -117,7 +124,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AioTests",
-            dependencies: ["Aio", "AioGIO", "CGLibShim", "CGIOShim", "CAioURing", "CAllocCounter"],
+            dependencies: ["Aio", "AioGIO", "AioMultithreadStress", "CGLibShim", "CGIOShim", "CAioURing", "CAllocCounter"],
             path: "Tests/AioTests"
         ),
     ]

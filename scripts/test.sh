@@ -3,8 +3,9 @@
 #   1. the Promela models of the wake-up protocol and their bug variants;
 #   2. swift test (debug), then the fd and timer suites again with each
 #      other fd monitor forced (AIO_FDMON=epoll, AIO_FDMON=poll);
-#   3. the stress harness (60 s; AIO_STRESS=1 for the 10-minute run);
-#   4. swift test and the stress harness under ThreadSanitizer;
+#   3. the stress harness (60 s; AIO_STRESS=1 for the 10-minute run), then its
+#      multithread mode (QEMU's test-aio-multithread workloads, 20 s);
+#   4. swift test and the stress harness (both modes) under ThreadSanitizer;
 #   5. swift test under AddressSanitizer + LeakSanitizer;
 #   6. the fault matrix: every re-injected historical bug must be detected;
 #   7. every example, run to completion (MainActorLoop also under
@@ -41,6 +42,9 @@ step "aio-stress (every thread role on one context)"
 swift build --product aio-stress
 swift run --skip-build aio-stress
 
+step "aio-stress multithread (five IOThreads: cross-context BHs and tasks, a contended AsyncMutex)"
+AIO_STRESS_SECONDS=20 swift run --skip-build aio-stress multithread
+
 step "swift test under ThreadSanitizer"
 swift test --scratch-path .build-tsan --sanitize=thread
 
@@ -48,6 +52,8 @@ step "aio-stress under ThreadSanitizer"
 swift build --scratch-path .build-tsan --sanitize=thread --product aio-stress
 AIO_STRESS_SECONDS=30 AIO_STRESS_ROUND_TIMEOUT=5 \
     swift run --scratch-path .build-tsan --sanitize=thread --skip-build aio-stress
+AIO_STRESS_SECONDS=20 AIO_STRESS_ROUND_TIMEOUT=10 \
+    swift run --scratch-path .build-tsan --sanitize=thread --skip-build aio-stress multithread
 
 step "swift test under AddressSanitizer and LeakSanitizer"
 LSAN_OPTIONS="suppressions=$PWD/lsan.supp" \

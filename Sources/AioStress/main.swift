@@ -3,6 +3,9 @@
 //   swift run -c release aio-stress            # 60 s (AIO_STRESS_SECONDS overrides)
 //   AIO_STRESS=1 swift run -c release aio-stress   # the long run: 10 minutes
 //
+//   swift run -c release aio-stress multithread   # QEMU's test-aio-multithread
+//                                                 # workloads (Multithread.swift)
+//
 // Roles, all on one context:
 //   G  a GLib thread iterating the context's GMainContext (blocking)
 //   V  an owner thread: acquire(), blocking native polls, release() now and then
@@ -40,6 +43,11 @@ let seconds: Double = {
 }()
 /// How long a requester waits for one round; AIO_STRESS_ROUND_TIMEOUT overrides.
 let roundTimeout: Double = Double(env("AIO_STRESS_ROUND_TIMEOUT") ?? "") ?? 2.0
+
+// The other mode: five IOThreads instead of every role on one context.
+if CommandLine.arguments.dropFirst().first == "multithread" || env("AIO_STRESS_MODE") == "multithread" {
+    runMultithreadMode(seconds: seconds, roundTimeout: roundTimeout)
+}
 
 func now() -> Double {
     var ts = timespec()

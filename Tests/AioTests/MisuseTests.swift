@@ -114,4 +114,25 @@ struct MisuseTests {
         }
         #expect(Self.stderr(result).contains("AioContext 'unowned': release() on a thread that does not own the context"))
     }
+
+    @Test("unlocking an AsyncMutex that is not locked traps (also a second unlock)")
+    func asyncMutexUnlockWhenFree() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let mutex = AsyncMutex(name: "twice-unlocked")
+            try await mutex.lock()
+            mutex.unlock()
+            mutex.unlock()
+        }
+        #expect(Self.stderr(result).contains("AsyncMutex 'twice-unlocked': unlock() of a mutex that is not locked"))
+    }
+
+    @Test("unlocking an AsyncMutex from a task that does not hold it traps")
+    func asyncMutexUnlockByNonHolder() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let mutex = AsyncMutex(name: "not-yours")
+            try await mutex.lock()
+            await Task.detached { mutex.unlock() }.value
+        }
+        #expect(Self.stderr(result).contains("AsyncMutex 'not-yours': unlock() by a task or thread that does not hold the mutex"))
+    }
 }
