@@ -27,7 +27,7 @@ public actor Worker {
 }
 
 /// Whether the calling thread is the process's main thread.
-public var onMainThread: Bool { aio_shim_gettid() == getpid() }
+public var onMainThread: Bool { MainQueuePump.isMainThread }
 
 /// What a run of the hop check saw.
 public struct HopReport: Sendable, CustomStringConvertible {

@@ -34,6 +34,19 @@ Task { @MainActor in
 }
 try GLibMainExecutor.shared.run()
 
+// stop() from other threads, racing with run(): every run() returns (the
+// watchdog fails the program if one does not), including after a stop()
+// that came before the run().
+for round in 0..<200 {
+    if round % 2 == 0 {
+        Task.detached { GLibMainExecutor.shared.stop() }
+    } else {
+        GLibMainExecutor.shared.stop()
+    }
+    try GLibMainExecutor.shared.run()
+}
+print("ok   200 run() calls ended by stop() from another thread or before run()")
+
 let report = MainActor.assumeIsolated { Outcome.report }
 let startedOnMain = MainActor.assumeIsolated { Outcome.startedOnMain }
 disk.stop()

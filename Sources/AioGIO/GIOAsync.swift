@@ -36,7 +36,10 @@ public enum GIOAsync {
     ///   - start: Calls the `_async` function, passing it the three
     ///     arguments it gets: the call's `GCancellable`, the callback and
     ///     its user data. It must start exactly one operation with exactly
-    ///     these, and return without waiting for it.
+    ///     these, and return without waiting for it, as in C: the user data
+    ///     carries one reference that the callback gives back, so starting
+    ///     none leaves the call waiting (and the call's state alive) for
+    ///     ever, and starting two releases that reference twice.
     ///   - finish: Calls the matching `_finish` function with the
     ///     `GAsyncResult` and the `GError**` it gets, and turns the outcome
     ///     into a Swift value. It runs inside GIO's callback (the result is

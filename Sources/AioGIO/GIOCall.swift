@@ -1,3 +1,4 @@
+@_spi(AioInternals) import Aio
 import CGIOShim
 import Synchronization
 
@@ -97,7 +98,8 @@ final class GIOCall<T>: GIOCallState, @unchecked Sendable {
         case nothing
     }
 
-    private let state = Mutex(State())
+    /// A pthread lock (``Locked``), which ThreadSanitizer sees.
+    private let state = Locked(State())
     private let timeout: Duration?
     private let start: (UnsafeMutablePointer<GCancellable>, GAsyncReadyCallback, gpointer) -> Void
     private let finish: (OpaquePointer, UnsafeMutablePointer<UnsafeMutablePointer<GError>?>) throws -> T
@@ -132,7 +134,14 @@ final class GIOCall<T>: GIOCallState, @unchecked Sendable {
                 try? await Task.sleep(for: timeout)
                 if !Task.isCancelled { expire() }
             }
-            state.withLock { $0.timer = timer }
+            // A cancel() between the first look and here took the
+            // continuation and found no timer to cancel: cancel it now, or
+            // it would keep the call alive for the whole timeout.
+            let over = state.withLock { state -> Bool in
+                state.timer = timer
+                return state.phase == .abandoned
+            }
+            if over { state.withLock { $0.timer.take() }?.cancel() }
         }
         if g_main_context_acquire(context) != 0 {
             // Nobody else iterates the context now (or this thread does):

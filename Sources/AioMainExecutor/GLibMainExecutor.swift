@@ -48,25 +48,23 @@ import Synchronization
 ///   main-actor work still runs only on the main thread.
 @_spi(ExperimentalCustomExecutors)
 public final class GLibMainExecutor: MainExecutor, @unchecked Sendable {
-    // @unchecked Sendable: `loop`, `pump` and `stopRequested` are touched
-    // only on the main thread (run, and stop's quit through an idle source);
-    // `stopRequested` otherwise only under `state`'s lock.
+    // @unchecked Sendable: `pump` is touched only by run() and runUntil(_:),
+    // which trap off the main thread; the rest is atomic.
 
     /// The one main executor of the process.
     public static let shared = GLibMainExecutor()
 
     /// The GLib priority of the GSource that runs main-actor work
     /// (`G_PRIORITY_DEFAULT`, as Foundation's run loop services its main
-    /// queue on every pass). Set before `run()`.
-    public var priority: Int32 = 0
-
-    // @unchecked Sendable: the GMainLoop pointer is only used under the lock
-    // (g_main_loop_quit is thread-safe) and by run() on the main thread.
-    private struct State: @unchecked Sendable {
-        var loop: OpaquePointer?
-        var stopRequested = false
+    /// queue on every pass). Takes effect at the first `run()`.
+    public var priority: Int32 {
+        get { priorityValue.load(ordering: .relaxed) }
+        set { priorityValue.store(newValue, ordering: .relaxed) }
     }
-    private let state = Mutex(State())
+    private let priorityValue = Atomic<Int32>(0)
+
+    /// Set by ``stop()``, consumed by the loop in ``run()``.
+    private let stopRequested = Atomic<Bool>(false)
     private var pump: MainQueuePump?
 
     private init() {}
@@ -83,13 +81,13 @@ public final class GLibMainExecutor: MainExecutor, @unchecked Sendable {
 
     /// Traps unless called on the main thread.
     public func checkIsolated() {
-        if !Self.isMainThread {
+        if !MainQueuePump.isMainThread {
             fatalError("GLibMainExecutor: isolation check failed: the calling thread is not the main thread (rule: main-actor code runs only on the main thread)")
         }
     }
 
     public func isIsolatingCurrentContext() -> Bool? {
-        Self.isMainThread
+        MainQueuePump.isMainThread
     }
 
     // MARK: RunLoopExecutor
@@ -102,20 +100,14 @@ public final class GLibMainExecutor: MainExecutor, @unchecked Sendable {
     /// cannot be pumped. Traps off the main thread, and when this executor
     /// is not `MainActor.executor`.
     public func run() throws {
-        Self.preconditionMainThread("run()")
-        Self.verifyInstalled()
-        if pump == nil {
-            pump = try MainQueuePump.install(on: nil, priority: priority)
+        try prepare("run()")
+        // The flag is looked at between iterations, and stop() wakes the
+        // context after setting it: GLib's wake-up stays pending until the
+        // next iteration's poll, so a stop that lands just before the
+        // iteration blocks is not slept through.
+        while !stopRequested.exchange(false, ordering: .acquiringAndReleasing) {
+            g_main_context_iteration(nil, 1)
         }
-        let loop = g_main_loop_new(nil, 0)!
-        let stopNow = state.withLock { state -> Bool in
-            state.loop = loop
-            defer { state.stopRequested = false }
-            return state.stopRequested
-        }
-        if !stopNow { g_main_loop_run(loop) }
-        state.withLock { $0.loop = nil }
-        g_main_loop_unref(loop)
         // What the last pass queued (an `await MainActor.run` whose caller
         // would otherwise never resume) runs before run() returns.
         pump?.drainNow()
@@ -124,25 +116,27 @@ public final class GLibMainExecutor: MainExecutor, @unchecked Sendable {
     /// Iterates GLib's default main context on the main thread until
     /// `condition` holds (checked between iterations).
     public func runUntil(_ condition: () -> Bool) throws {
-        Self.preconditionMainThread("runUntil(_:)")
-        Self.verifyInstalled()
-        if pump == nil {
-            pump = try MainQueuePump.install(on: nil, priority: priority)
-        }
+        try prepare("runUntil(_:)")
         while !condition() {
             g_main_context_iteration(nil, 1)
         }
     }
 
-    /// Makes ``run()`` return. Thread-safe; a stop before `run()` makes the
-    /// next `run()` return at once.
+    /// Makes ``run()`` return after its current iteration. Thread-safe; a
+    /// stop before `run()` makes the next `run()` return at once.
     public func stop() {
-        state.withLock { state in
-            if let loop = state.loop {
-                g_main_loop_quit(loop)
-            } else {
-                state.stopRequested = true
-            }
+        stopRequested.store(true, ordering: .releasing)
+        g_main_context_wakeup(nil)
+    }
+
+    /// The checks and set-up both ways of running share.
+    private func prepare(_ what: String) throws {
+        if !MainQueuePump.isMainThread {
+            fatalError("GLibMainExecutor.\(what): called off the main thread (rule: the main executor runs on the main thread)")
+        }
+        Self.verifyInstalled()
+        if pump == nil {
+            pump = try MainQueuePump.install(on: nil, priority: priority)
         }
     }
 
@@ -158,15 +152,6 @@ public final class GLibMainExecutor: MainExecutor, @unchecked Sendable {
         let current = MainActor.executor
         if (current as AnyObject) !== shared {
             fatalError("GLibMainExecutor: MainActor.executor is \(type(of: current)), not GLibMainExecutor (rule: install the executor before any main-actor work). In an async main, `typealias DefaultExecutorFactory = GLibExecutorFactory` is honoured on Linux with Swift 6.3 only when the executable target is built with -Xfrontend -disable-availability-checking; in a synchronous main, call _createExecutors(factory: GLibExecutorFactory.self) as its first statement.")
-        }
-    }
-
-    /// Whether the calling thread is the process's main thread.
-    static var isMainThread: Bool { aio_shim_gettid() == getpid() }
-
-    private static func preconditionMainThread(_ what: String) {
-        if !isMainThread {
-            fatalError("GLibMainExecutor.\(what): called off the main thread (rule: the main executor runs on the main thread)")
         }
     }
 }

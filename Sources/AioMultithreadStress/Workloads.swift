@@ -144,11 +144,26 @@ public final class MultithreadStress: Sendable {
             }
             if chains == 0 { done.resume() }
         }
-        // Flush: one more ring each; every doorbell must run after it.
-        let before = hops.doorbellRuns.map(\.count)
+        // Flush: once every doorbell is idle (not scheduled, no callback in
+        // progress; nothing rings them any more), one more ring each; a run
+        // that starts after that can only come from this ring, so every
+        // doorbell must start once more.
+        // Idle twice, 1 ms apart, with no start in between: a run whose
+        // SCHEDULED flag was cleared but whose callback had not begun at the
+        // first look has begun by the second.
+        var before = hops.doorbellStarts.map(\.count)
+        while !dog.hasFired {
+            before = hops.doorbellStarts.map(\.count)
+            guard hops.doorbellsIdle else {
+                try? await Task.sleep(for: .milliseconds(1))
+                continue
+            }
+            try? await Task.sleep(for: .milliseconds(1))
+            if hops.doorbellsIdle && hops.doorbellStarts.map(\.count) == before { break }
+        }
         for doorbell in hops.doorbells { doorbell.schedule() }
-        for (i, runs) in hops.doorbellRuns.enumerated() {
-            while runs.count <= before[i] && !dog.hasFired {
+        for (i, starts) in hops.doorbellStarts.enumerated() {
+            while starts.count <= before[i] && !dog.hasFired {
                 try? await Task.sleep(for: .milliseconds(1))
             }
         }
@@ -267,6 +282,12 @@ public final class MultithreadStress: Sendable {
         if total.cancelled != 0 {
             report.failures.append("\(total.cancelled) lock() calls threw, though nothing was cancelled")
         }
+        // Holders that suspend make the others queue: if none ever waited,
+        // the hand-off path went untested. (Short critical sections may
+        // rarely contend; that round reports its count in the notes.)
+        if suspendHolding && workers.count * tasksPerContext + globalTasks > 1 && iterations > 0 && total.contended == 0 {
+            report.failures.append("no lock() waited, though holders suspend: the hand-off path was not exercised")
+        }
         if job.mutex.tryLock() {
             job.mutex.unlock()
         } else {
@@ -287,21 +308,34 @@ final class BottomHalfHops: Sendable {
     let misplaced = StressCounter()
     /// One named BH per context, rung by the hops.
     let doorbells: [BottomHalf]
+    /// Doorbell callbacks started and finished, per doorbell.
+    let doorbellStarts: [StressCounter]
     let doorbellRuns: [StressCounter]
     let rings = StressCounter()
 
     init(contexts: [AioContext]) {
         self.contexts = contexts
         ranOn = contexts.map { _ in StressCounter() }
+        let doorbellStarts = contexts.map { _ in StressCounter() }
         let doorbellRuns = contexts.map { _ in StressCounter() }
         let misplaced = self.misplaced
         doorbells = contexts.enumerated().map { i, ctx in
             ctx.makeBottomHalf(name: "mt-doorbell\(i)") { _ in
+                doorbellStarts[i].add()
                 if !ctx.isHomeThread || !ctx.isOwnedByCurrentThread { misplaced.add() }
                 doorbellRuns[i].add()
             }
         }
+        self.doorbellStarts = doorbellStarts
         self.doorbellRuns = doorbellRuns
+    }
+
+    /// No doorbell is scheduled or running. Once the hops are done nothing
+    /// rings them, so this stays true until the flush rings them.
+    var doorbellsIdle: Bool {
+        doorbells.indices.allSatisfy { i in
+            !doorbells[i].isScheduled && doorbellStarts[i].count == doorbellRuns[i].count
+        }
     }
 
     /// Schedules a hop on context `i`; after `left` hops in all, `finished`

@@ -1,4 +1,4 @@
-@testable import Aio
+@_spi(AioInternals) @testable import Aio
 import CGLibShim
 import Glibc
 import Synchronization

@@ -1,4 +1,4 @@
-@testable import Aio
+@_spi(AioInternals) @testable import Aio
 @testable import AioGIO
 import CGIOShim
 import Glibc

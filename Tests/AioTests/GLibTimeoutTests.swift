@@ -1,4 +1,4 @@
-@testable import Aio
+@_spi(AioInternals) @testable import Aio
 import Testing
 
 @Suite("The ns → ms conversion for GLib's prepare timeout")

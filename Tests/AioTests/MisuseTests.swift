@@ -135,4 +135,14 @@ struct MisuseTests {
         }
         #expect(Self.stderr(result).contains("AsyncMutex 'not-yours': unlock() by a task or thread that does not hold the mutex"))
     }
+
+    @Test("locking an AsyncMutex the task already holds traps instead of waiting forever")
+    func asyncMutexRecursiveLock() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let mutex = AsyncMutex(name: "recursive")
+            try await mutex.lock()
+            try await mutex.lock()
+        }
+        #expect(Self.stderr(result).contains("AsyncMutex 'recursive': lock() by the task (or thread) that already holds it"))
+    }
 }

@@ -1,4 +1,4 @@
-@testable import Aio
+@_spi(AioInternals) @testable import Aio
 import Glibc
 import Synchronization
 import Testing
@@ -130,6 +130,40 @@ struct TaskSleepTests {
         #expect(await eventually(within: 30) { gone.isEmpty })
     }
 
+    @Test("a context torn down with a cancelled sleep's wake-up job fired but not run does not trap")
+    func teardownWithFiredWakeUp() async {
+        await #expect(processExitsWith: .success) {
+            // All on this thread, the context's home thread, without awaits.
+            var ctx: AioContext? = try! AioContext(name: "fired-wake-up")
+            let gone = WeakBox<AioContext>()
+            gone.set(ctx!)
+            let woke = SharedInt(0)
+            var sleeper: Task<Void, Never>? = Task(executorPreference: ctx!.taskExecutor) {
+                try? await Task.sleep(for: .milliseconds(2))
+                woke.value.store(1, ordering: .releasing)
+            }
+            func pollUntil(_ condition: () -> Bool) {
+                let deadline = nowSeconds() + 20
+                while !condition() {
+                    if nowSeconds() > deadline { exit(2) }
+                    _ = ctx!.poll(blocking: false)
+                    usleep(100)
+                }
+            }
+            pollUntil { ctx!.delayedJobs.withLock { $0.count } == 1 }  // asleep
+            sleeper!.cancel()
+            pollUntil { woke.value.load(ordering: .acquiring) == 1 }   // cancelled: woke at once
+            // Until the timer fires, which queues the wake-up job. Timers run
+            // last in a pass, so the job's drain waits for the next poll.
+            pollUntil { ctx!.delayedJobs.withLock { $0.isEmpty } }
+            if ctx!.jobs.isEmpty { exit(3) }                           // (else nothing was tested)
+            sleeper = nil
+            ctx = nil                                                  // teardown, with the job queued
+            if !gone.isEmpty { exit(4) }                               // (else nothing was tested)
+            _ = sleeper
+        }
+    }
+
     @Test("a task preferring the context keeps it alive until the task ends")
     func preferenceKeepsContextAlive() throws {
         // Synchronous on purpose: this thread is the context's home thread
@@ -214,7 +248,7 @@ struct TaskSleepTests {
 /// A weak reference that a test can poll from any task.
 final class WeakBox<T: AnyObject>: @unchecked Sendable {
     // @unchecked Sendable: `value` is only touched under `lock`.
-    private let lock = Mutex<Void>(())
+    private let lock = Locked<Void>(())
     private weak var value: T?
     func set(_ object: T) { lock.withLock { _ in value = object } }
     var isEmpty: Bool { lock.withLock { _ in value == nil } }

@@ -13,9 +13,13 @@ final class JobQueue: @unchecked Sendable {
         let job: UnownedJob
         /// Set for jobs that came through the context's ``AioTaskExecutor``
         /// (tasks that prefer the context); nil for jobs of actors on the
-        /// context. The task keeps its preferred executor alive while it has a
-        /// job queued, so an unowned reference is enough.
+        /// context and for `Task.sleep` wake-up jobs. The task keeps its
+        /// preferred executor alive while it has a job queued, so an unowned
+        /// reference is enough.
         let taskExecutor: UnownedTaskExecutor?
+        /// A `Task.sleep` wake-up job whose timer fired (see
+        /// `enqueueDelayedJob`): teardown hands these on instead of trapping.
+        let isWakeUp: Bool
     }
 
     /// Newest first. Pushers link their node (`next`) before the releasing
@@ -38,9 +42,9 @@ final class JobQueue: @unchecked Sendable {
     /// push that finds the stack non-empty happened before that exchange and
     /// is picked up by it.
     @inline(__always)
-    func push(_ job: UnownedJob, taskExecutor: UnownedTaskExecutor?) -> Bool {
+    func push(_ job: UnownedJob, taskExecutor: UnownedTaskExecutor?, isWakeUp: Bool = false) -> Bool {
         let node = UnsafeMutablePointer<Node>.allocate(capacity: 1)
-        node.initialize(to: Node(next: nil, job: job, taskExecutor: taskExecutor))
+        node.initialize(to: Node(next: nil, job: job, taskExecutor: taskExecutor, isWakeUp: isWakeUp))
         var old = head.load(ordering: .relaxed)
         while true {
             node.pointee.next = old
@@ -66,16 +70,21 @@ final class JobQueue: @unchecked Sendable {
 
     var isEmpty: Bool { head.load(ordering: .acquiring) == nil }
 
-    /// Frees the nodes of a list without running the jobs; returns how many
-    /// there were. Teardown only.
+    /// Frees the nodes of a list without running the jobs, except the
+    /// `Task.sleep` wake-up jobs, which go to the global executor; returns
+    /// how many other jobs there were. Teardown only.
     static func discard(_ list: UnsafeMutablePointer<Node>?) -> Int {
         var node = list
         var count = 0
         while let current = node {
             node = current.pointee.next
+            if current.pointee.isWakeUp {
+                AioContext.handOffWakeUp(current.pointee.job)
+            } else {
+                count += 1
+            }
             current.deinitialize(count: 1)
             current.deallocate()
-            count += 1
         }
         return count
     }
@@ -160,7 +169,13 @@ extension AioContext {
 ///   order, a batch per BH run.
 /// - Calls between actors on the same context switch inline, on the calling
 ///   job's stack, with no enqueue (as between default actors, or actors on
-///   one SwiftNIO event loop).
+///   one SwiftNIO event loop), in tasks without an executor preference (the
+///   usual case). A task that prefers the context runs its non-isolated code
+///   under the task executor's identity, so its calls from there into actors
+///   on the context switch inline too; but a job that comes back through an
+///   actor carries no identity (the executor cannot tell which task a job
+///   belongs to), so such a task's calls from one actor on the context to
+///   another go through the queue, one drain pass each.
 /// - A task that prefers the context keeps it alive until the task ends; an
 ///   actor keeps it alive by holding it (a strong `let`, as above). A context
 ///   that is torn down anyway with jobs queued (through unowned references)
@@ -180,13 +195,13 @@ extension AioContext: SerialExecutor {
 
     /// Pushes a job and schedules the drain when the queue was empty.
     @inline(__always)
-    func enqueueJob(_ job: UnownedJob, taskExecutor: UnownedTaskExecutor?) {
+    func enqueueJob(_ job: UnownedJob, taskExecutor: UnownedTaskExecutor?, isWakeUp: Bool = false) {
         // Held across the push: once the job is on the stack, the owner may
         // run it, and the task may drop the last reference to this context
         // before we schedule. The BH keeps the notify state alive (see
         // `NotifyCore`); one retain and release per enqueue.
         let bh: BottomHalf = jobs.bh
-        if jobs.push(job, taskExecutor: taskExecutor) {
+        if jobs.push(job, taskExecutor: taskExecutor, isWakeUp: isWakeUp) {
             bh.scheduleUnlessTornDown()
         }
         withExtendedLifetime(bh) {}

@@ -10,7 +10,7 @@
 /// }
 /// ```
 ///
-/// - **Fair, FIFO.** Waiters acquire in the order they began waiting.
+/// - **Fair, FIFO.** Waiters acquire in the order they were queued.
 ///   ``unlock()`` hands ownership straight to the oldest waiter: the mutex
 ///   never becomes free while someone waits, so neither a ``tryLock()`` nor a
 ///   new ``lock()`` (not even the unlocker's own, at once) can take it ahead
@@ -29,7 +29,8 @@
 /// - **The holder unlocks.** The holder is the task that locked (or the
 ///   thread, for a ``tryLock()`` outside any task). ``unlock()`` from anyone
 ///   else, or of a mutex that is not locked, traps with a message.
-/// - Not recursive: a holder that locks again waits for itself forever.
+/// - Not recursive: a task that locks a mutex it holds traps (it would wait
+///   for itself forever).
 ///
 /// Thread-safe: every method may be called from any thread or task.
 /// QEMU: `CoMutex` (`util/qemu-coroutine-lock.c`).
@@ -139,10 +140,14 @@ public final class AsyncMutex: Sendable, CustomStringConvertible {
                 state.holder = me
                 return nil
             }
+            if state.holder == me { return 0 }  // recursive: trapped below
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
         guard let id else { return }
+        if id == 0 {
+            fatalError("AsyncMutex '\(name)': lock() by the task (or thread) that already holds it (mutex rule: not recursive; the holder would wait for itself forever)")
+        }
 
         let state = self.state
         let granted = await withTaskCancellationHandler {
@@ -172,6 +177,13 @@ public final class AsyncMutex: Sendable, CustomStringConvertible {
             waiter?.continuation.resume(returning: false)
         }
         if !granted { throw CancellationError() }
+        // Handed the mutex: order what the previous holder did before its
+        // unlock() (which popped us under this lock) before what we do now,
+        // through the lock itself. The runtime's continuation already orders
+        // it, but when the resume lands before the waiter has finished
+        // suspending, the waiter continues on its own thread through atomics
+        // inside the runtime that ThreadSanitizer does not see.
+        state.withLock { _ in }
     }
 
     /// Gives the mutex up: to the oldest waiter if there is one (it now holds
@@ -231,7 +243,7 @@ public final class AsyncMutex: Sendable, CustomStringConvertible {
         let (holder, waiting) = state.withLock { ($0.holder, $0.waiterCount) }
         let held = switch holder {
         case nil: "free"
-        case .task(let id)?: "held by task #\(String(UInt(bitPattern: id), radix: 16))"
+        case .task?: "held by a task"
         case .thread(let id)?: "held by thread \(id)"
         }
         return "AsyncMutex '\(name)': \(held), \(waiting) waiting"

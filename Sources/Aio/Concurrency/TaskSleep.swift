@@ -84,7 +84,7 @@ extension AioContext {
         // is gone (TimerList.tearDown).
         let timer = makeTimer(name: "Task.sleep", clock: kind) { [unowned(unsafe) self] timer in
             let entry = self.delayedJobs.withLock { $0.removeValue(forKey: ObjectIdentifier(timer)) }
-            if let entry { self.enqueueJob(entry.job, taskExecutor: nil) }
+            if let entry { self.enqueueJob(entry.job, taskExecutor: nil, isWakeUp: true) }
         }
         // Registered first, then armed: the callback always finds its job,
         // even if enqueue is called off the context's thread (the runtime
@@ -93,12 +93,13 @@ extension AioContext {
         timer.schedule(at: deadline)
     }
 
-    /// Teardown: the wake-up jobs whose timers have not fired. Their sleepers
-    /// were all cancelled: a task sleeping in a preference for the context
-    /// holds its task executor, which holds the context, so the context
-    /// cannot be torn down under a sleep still in progress. Such a job only
-    /// frees itself when run; it runs on the global executor, since this
-    /// context will run nothing more.
+    /// Teardown: the wake-up jobs whose timers have not fired (and, through
+    /// `JobQueue.discard`, those whose timers fired but that have not run).
+    /// Their sleepers were all cancelled: a task sleeping in a preference for
+    /// the context holds its task executor, which holds the context, so the
+    /// context cannot be torn down under a sleep still in progress. Such a
+    /// job only frees itself when run; it runs on the global executor, since
+    /// this context will run nothing more.
     func tearDownDelayedJobs() {
         let leftover = delayedJobs.withLock { jobs -> [DelayedJob] in
             defer { jobs.removeAll() }
@@ -106,8 +107,13 @@ extension AioContext {
         }
         // The timer lists are torn down already: the timers never fire.
         for entry in leftover {
-            globalConcurrentExecutor.enqueue(entry.job)
+            Self.handOffWakeUp(entry.job)
         }
+    }
+
+    /// Runs a cancelled sleep's wake-up job elsewhere: it only frees itself.
+    static func handOffWakeUp(_ job: UnownedJob) {
+        globalConcurrentExecutor.enqueue(job)
     }
 }
 
@@ -116,7 +122,7 @@ extension AioContext {
 /// the sleep's wake-up job to the task's preferred executor when that
 /// executor can schedule (SE-0505, experimental), so the sleep is measured by
 /// the context's timers instead of the global executor's, and the task wakes
-/// without a hop. (Actors on the context are not asked: in 6.3 the runtime
+/// on the context's thread with no round trip through the global executor. (Actors on the context are not asked: in 6.3 the runtime
 /// consults only the task executor; see the README.)
 @_spi(ExperimentalScheduling) extension AioTaskExecutor: SchedulingExecutor {
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, at instant: C.Instant,
@@ -125,23 +131,22 @@ extension AioContext {
         if let own = clock as? AioContextClock, own.context === context,
            let deadline = instant as? AioInstant {
             context.enqueueDelayedJob(unowned, deadline: deadline, on: own.kind)
-            return
+        } else {
+            schedule(unowned, after: clock.now.duration(to: instant), of: clock)
         }
-        let delay = clock.now.duration(to: instant)
-        context.enqueueDelayedJob(unowned, deadline: context.now(.realtime) + Self.duration(delay, of: clock),
-                                  on: .realtime)
     }
 
     public func enqueue<C: Clock>(_ job: consuming ExecutorJob, after delay: C.Duration,
                                   tolerance: C.Duration?, clock: C) {
-        let unowned = UnownedJob(job)
-        if let own = clock as? AioContextClock, own.context === context,
-           let duration = delay as? Duration {
-            context.enqueueDelayedJob(unowned, deadline: own.now + duration, on: own.kind)
-            return
-        }
-        context.enqueueDelayedJob(unowned, deadline: context.now(.realtime) + Self.duration(delay, of: clock),
-                                  on: .realtime)
+        schedule(UnownedJob(job), after: delay, of: clock)
+    }
+
+    /// Queues `job` `delay` from now on `clock`: on that clock of the
+    /// context if it is one of ours, else on the realtime clock.
+    private func schedule<C: Clock>(_ job: UnownedJob, after delay: C.Duration, of clock: C) {
+        let duration = Self.duration(delay, of: clock)
+        let kind = (clock as? AioContextClock).flatMap { $0.context === context ? $0.kind : nil } ?? .realtime
+        context.enqueueDelayedJob(job, deadline: context.now(kind) + duration, on: kind)
     }
 
     /// A clock's duration as a `Duration`. Every clock `Task.sleep` uses

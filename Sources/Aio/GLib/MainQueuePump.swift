@@ -105,8 +105,8 @@ public final class MainQueuePump: @unchecked Sendable {
     }
 
     /// Whether the calling thread is the process's main thread, the one
-    /// libdispatch binds the main queue to.
-    static var isMainThread: Bool { aio_shim_gettid() == getpid() }
+    /// libdispatch binds the main queue to (and the main actor runs on).
+    public static var isMainThread: Bool { aio_shim_gettid() == getpid() }
     private var isMainThread: Bool { Self.isMainThread }
 }
 

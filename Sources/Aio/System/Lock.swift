@@ -49,14 +49,20 @@ final class PThreadMutex: @unchecked Sendable {
 }
 
 /// A value protected by a ``PThreadMutex``.
-final class Locked<Value>: @unchecked Sendable {
+///
+/// The library's lock, rather than `Synchronization.Mutex`: ThreadSanitizer
+/// sees pthread mutexes, but not `Mutex` (its lock and unlock run in the
+/// uninstrumented runtime library, so every value it protects is reported as
+/// raced). The sibling products (AioGIO) use it through this SPI.
+@_spi(AioInternals)
+public final class Locked<Value>: @unchecked Sendable {
     // SAFETY: `value` is only read or written inside `withLock`.
     private var value: Value
     private let mutex = PThreadMutex()
 
-    init(_ value: Value) { self.value = value }
+    public init(_ value: Value) { self.value = value }
 
-    @inline(__always) func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+    @inline(__always) public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
         mutex.lock()
         defer { mutex.unlock() }
         return try body(&value)
