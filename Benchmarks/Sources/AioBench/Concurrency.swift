@@ -84,6 +84,38 @@ func actorRows(_ impl: String, _ tag: String, _ actor: some Bumping) {
     }
 }
 
+/// Hop round trips to actors on several executors, measured in one process
+/// and interleaved: blocks of 500 round trips to each in turn, so that every
+/// executor sees the same machine state (which CPU the pool threads sit on,
+/// how deeply idle the other CPU is). Separate processes (`actorRows`) swing
+/// between about 12 and 40 µs from one process to the next on a 2-vCPU VM,
+/// for any executor; this is the like-for-like comparison.
+func interleavedHops(_ actors: [(tag: String, actor: any Bumping)]) {
+    let blocks = Sizes.smoke ? 4 : 20
+    let perBlock = 500
+    blockOn {
+        var samples = [[Int64]](repeating: [], count: actors.count)
+        for (i, entry) in actors.enumerated() {
+            for _ in 0..<200 { _ = await entry.actor.bump() }  // warm-up
+            samples[i].reserveCapacity(blocks * perBlock)
+        }
+        for _ in 0..<blocks {
+            for (i, entry) in actors.enumerated() {
+                for _ in 0..<perBlock {
+                    let t0 = nowNs()
+                    _ = await entry.actor.bump()
+                    samples[i].append(nowNs() - t0)
+                }
+            }
+        }
+        for (i, entry) in actors.enumerated() {
+            let sorted = samples[i].sorted()
+            result("aio", "g_hopmix_\(entry.tag)_rtt_p50_us", percentileUs(sorted, 0.5), "us")
+            result("aio", "g_hopmix_\(entry.tag)_rtt_p99_us", percentileUs(sorted, 0.99), "us")
+        }
+    }
+}
+
 /// Calls between two actors on one executor: 4 tasks each ask `first` to
 /// call `second` many times. On one serial executor (a context, a NIO event
 /// loop) the runtime can switch between the two inline; this is the row that
@@ -172,6 +204,22 @@ func executorRows() {
     let loop = RemoteLoop(.native, polling: true)
     actorRows("aio", "_native_polling", ExecutorActor(loop.context.asUnownedSerialExecutor(), keepAlive: loop.context))
     loop.stop()
+
+    // All of them and a NIO event loop, interleaved in this process.
+    let native = RemoteLoop(.native)
+    let polling = RemoteLoop(.native, polling: true)
+    let gsource = RemoteLoop(.gsource)
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    interleavedHops([
+        ("native", ExecutorActor(native.context.asUnownedSerialExecutor(), keepAlive: native.context)),
+        ("native_polling", ExecutorActor(polling.context.asUnownedSerialExecutor(), keepAlive: polling.context)),
+        ("gsource", ExecutorActor(gsource.context.asUnownedSerialExecutor(), keepAlive: gsource.context)),
+        ("nio", ExecutorActor(group.next().executor.asUnownedSerialExecutor(), keepAlive: group)),
+    ])
+    try! group.syncShutdownGracefully()
+    native.stop()
+    polling.stop()
+    gsource.stop()
 }
 
 func nioExecutorRows() {
