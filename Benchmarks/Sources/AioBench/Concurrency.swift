@@ -59,7 +59,7 @@ func blockOn(_ body: @escaping @Sendable () async -> Void) {
 /// at once (throughput of the actor's executor under contention).
 func actorRows(_ impl: String, _ tag: String, _ actor: some Bumping) {
     let n = Sizes.pings
-    let flood = Sizes.smoke ? 4_000 : 200_000
+    let flood = Sizes.smoke ? 4_000 : 2_000_000
     blockOn {
         for _ in 0..<min(1_000, n) { _ = await actor.bump() }
         var rtt = [Int64](repeating: 0, count: n)
@@ -91,7 +91,7 @@ func actorRows(_ impl: String, _ tag: String, _ actor: some Bumping) {
 /// between about 12 and 40 µs from one process to the next on a 2-vCPU VM,
 /// for any executor; this is the like-for-like comparison.
 func interleavedHops(_ actors: [(tag: String, actor: any Bumping)]) {
-    let blocks = Sizes.smoke ? 4 : 20
+    let blocks = Sizes.smoke ? 4 : 40
     let perBlock = 500
     blockOn {
         var samples = [[Int64]](repeating: [], count: actors.count)
@@ -121,7 +121,7 @@ func interleavedHops(_ actors: [(tag: String, actor: any Bumping)]) {
 /// loop) the runtime can switch between the two inline; this is the row that
 /// shows whether it does.
 func pairRows(_ impl: String, _ tag: String, _ first: some Bumping, _ second: some Bumping) {
-    let flood = Sizes.smoke ? 4_000 : 400_000
+    let flood = Sizes.smoke ? 4_000 : 4_000_000
     blockOn {
         await first.callPartner(second, min(1_000, flood))
         let t0 = nowNs()
