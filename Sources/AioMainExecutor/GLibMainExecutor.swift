@@ -3,7 +3,7 @@
 // Swift 6.3's experimental custom-executor SPI lets a program choose its main
 // executor. This product's executor runs main-actor jobs on the main thread
 // between GLib's sources, and its `run()`, which the runtime calls to drive
-// an `async main`, runs a GMainLoop on GLib's default main context.
+// an `async main`, iterates GLib's default main context until stop().
 
 #if compiler(>=6.3)
 @_spi(ExperimentalCustomExecutors) import _Concurrency
