@@ -139,13 +139,15 @@ struct TaskSleepTests {
             gone.set(ctx!)
             let woke = SharedInt(0)
             var sleeper: Task<Void, Never>? = Task(executorPreference: ctx!.taskExecutor) {
-                try? await Task.sleep(for: .milliseconds(2))
+                // Long enough that the cancellation below always comes first,
+                // even on a loaded machine: the timer must fire after it.
+                try? await Task.sleep(for: .seconds(3))
                 woke.value.store(1, ordering: .releasing)
             }
             func pollUntil(_ condition: () -> Bool) {
                 let deadline = nowSeconds() + 20
                 while !condition() {
-                    if nowSeconds() > deadline { exit(2) }
+                    if nowSeconds() > deadline { exit(2) }  // (a bound, not the check)
                     _ = ctx!.poll(blocking: false)
                     usleep(100)
                 }
