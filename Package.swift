@@ -144,6 +144,16 @@ let package = Package(
             dependencies: ["Aio"],
             path: "Examples/FirstProgram"
         ),
+        // An IOThread and a GLib main loop as services, shut down on SIGTERM.
+        .executableTarget(
+            name: "ServiceDaemon",
+            dependencies: [
+                "Aio", "AioServiceLifecycle", "CGLibShim",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Examples/ServiceDaemon"
+        ),
         .executableTarget(
             name: "ManualIteration",
             dependencies: ["Aio", "CGLibShim"],

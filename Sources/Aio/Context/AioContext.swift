@@ -395,6 +395,11 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         public var busyPollHits: Int
         /// Time spent busy-polling, in ns (CPU the spins cost).
         public var busyPollNs: Int
+        /// Timer callbacks run, on every clock.
+        public var timersFired: Int = 0
+        /// fd handler dispatches: a handler found ready whose read or write
+        /// callback ran (both count once).
+        public var fdDispatches: Int = 0
     }
 
     /// The context's counters. Thread-safe; each counter is read on its own.
@@ -404,7 +409,15 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
                    blockingWaits: stats.blockingWaits.load(ordering: .relaxed),
                    iterations: stats.iterations.load(ordering: .relaxed),
                    busyPollHits: stats.busyPollHits.load(ordering: .relaxed),
-                   busyPollNs: stats.busyPollNs.load(ordering: .relaxed))
+                   busyPollNs: stats.busyPollNs.load(ordering: .relaxed),
+                   timersFired: timerLists.reduce(0) { $0 + $1.fired.load(ordering: .relaxed) },
+                   fdDispatches: stats.fdDispatches.load(ordering: .relaxed))
+    }
+
+    /// The counters of the context's thread pool, all zero if the pool was
+    /// never used (reading them does not create it). Thread-safe.
+    public var threadPoolStatistics: ThreadPool.Statistics {
+        poolStorage.withLock { $0 }?.statistics ?? ThreadPool.Statistics()
     }
 
     /// A one-line dump of the wake-up state, for watchdogs and bug reports:
@@ -537,6 +550,8 @@ final class Counters: Sendable {
     /// Written by the owner (RMW: rare, and owners change).
     let busyPollHits = Atomic<Int>(0)
     let busyPollNs = Atomic<Int>(0)
+    /// Written by the owner only.
+    let fdDispatches = Atomic<Int>(0)
 
     @inline(__always)
     static func bump(_ counter: borrowing Atomic<Int>) {
