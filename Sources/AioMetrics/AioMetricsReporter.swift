@@ -1,3 +1,4 @@
+#if Metrics
 @_spi(AioInternals) import Aio
 import CoreMetrics
 
@@ -140,3 +141,6 @@ public final class AioMetricsReporter: Sendable {
 
     private let interval = Locked<Duration?>(nil)
 }
+#else
+#warning("AioMetrics is empty: enable the package trait Metrics (.package(url: ..., traits: [\"Metrics\"]), or --traits Metrics)")
+#endif

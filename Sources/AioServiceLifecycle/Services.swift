@@ -1,3 +1,4 @@
+#if ServiceLifecycle
 @_spi(AioInternals) import Aio
 import CGLibShim
 import ServiceLifecycle
@@ -129,3 +130,6 @@ private final class LoopEnd: Sendable {
         }
     }
 }
+#else
+#warning("AioServiceLifecycle is empty: enable the package trait ServiceLifecycle (.package(url: ..., traits: [\"ServiceLifecycle\"]), or --traits ServiceLifecycle)")
+#endif

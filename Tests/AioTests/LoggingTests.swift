@@ -30,3 +30,16 @@ struct LoggingTests {
         #expect(log.metadata.first?["aio.context"] == "io0")
     }
 }
+
+@Suite("Optional integrations")
+struct IntegrationTraitTests {
+    @Test("the suite is built with the traits of the optional products (--enable-all-traits), so their tests run")
+    func traitsEnabled() {
+        #if !Metrics
+        Issue.record("built without the package trait Metrics: AioMetrics and its tests are left out (use swift test --enable-all-traits, as scripts/test.sh does)")
+        #endif
+        #if !ServiceLifecycle
+        Issue.record("built without the package trait ServiceLifecycle: AioServiceLifecycle and its tests are left out (use swift test --enable-all-traits, as scripts/test.sh does)")
+        #endif
+    }
+}

@@ -1,3 +1,4 @@
+#if ServiceLifecycle
 @_spi(AioInternals) @testable import Aio
 import AioServiceLifecycle
 import CGLibShim
@@ -122,3 +123,6 @@ struct ServiceLifecycleTests {
         #expect(nowSeconds() - started >= 0.04)
     }
 }
+#else
+
+#endif
