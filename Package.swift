@@ -19,7 +19,17 @@ let package = Package(
         // IOThreads and GLib main loops as swift-service-lifecycle services.
         .library(name: "AioServiceLifecycle", targets: ["AioServiceLifecycle"]),
     ],
-    // Each product pulls only what its targets use: Aio needs swift-log alone.
+    // The optional integrations are behind package traits, so that a package
+    // using only Aio fetches swift-log and nothing else (SwiftPM fetches every
+    // dependency a package declares, used or not, unless a disabled trait
+    // guards it). Enable them where you add the package:
+    //   .package(url: ..., from: ..., traits: ["Metrics", "ServiceLifecycle"])
+    // and build this package itself with --enable-all-traits (scripts/test.sh does).
+    traits: [
+        .trait(name: "Metrics", description: "The AioMetrics product (swift-metrics)."),
+        .trait(name: "ServiceLifecycle", description: "The AioServiceLifecycle product (swift-service-lifecycle)."),
+        .default(enabledTraits: []),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
@@ -57,14 +67,15 @@ let package = Package(
         ),
         .target(
             name: "AioMetrics",
-            dependencies: ["Aio", .product(name: "CoreMetrics", package: "swift-metrics")],
+            dependencies: ["Aio", .product(name: "CoreMetrics", package: "swift-metrics", condition: .when(traits: ["Metrics"]))],
             path: "Sources/AioMetrics"
         ),
         .target(
             name: "AioServiceLifecycle",
             dependencies: [
                 "Aio", "CGLibShim",
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                         condition: .when(traits: ["ServiceLifecycle"])),
             ],
             path: "Sources/AioServiceLifecycle"
         ),
@@ -150,7 +161,8 @@ let package = Package(
             dependencies: [
                 "Aio", "AioServiceLifecycle", "CGLibShim",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                         condition: .when(traits: ["ServiceLifecycle"])),
             ],
             path: "Examples/ServiceDaemon"
         ),
@@ -175,8 +187,9 @@ let package = Package(
                 "Aio", "AioGIO", "AioMetrics", "AioServiceLifecycle", "AioMultithreadStress",
                 "CGLibShim", "CGIOShim", "CAioURing", "CAllocCounter",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "MetricsTestKit", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "MetricsTestKit", package: "swift-metrics", condition: .when(traits: ["Metrics"])),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle",
+                         condition: .when(traits: ["ServiceLifecycle"])),
             ],
             path: "Tests/AioTests"
         ),

@@ -13,6 +13,7 @@
 // It prints "in flight: N" once work is queued and running, which is what
 // scripts/service-test.sh waits for before it sends SIGTERM.
 
+#if ServiceLifecycle
 import Aio
 import AioServiceLifecycle
 import CGLibShim
@@ -94,3 +95,6 @@ guard ledger.delivered == submitted, ledger.failed.load(ordering: .relaxed) == 0
     exit(1)
 }
 print("ServiceDaemon: every submitted job was delivered once")
+#else
+print("ServiceDaemon needs the package trait ServiceLifecycle: swift run --traits ServiceLifecycle ServiceDaemon")
+#endif
