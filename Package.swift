@@ -10,6 +10,9 @@ let package = Package(
         .library(name: "AioMainExecutor", targets: ["AioMainExecutor"]),
         // GIO's _async/_finish pairs as Swift async calls. Aio itself never depends on GIO.
         .library(name: "AioGIO", targets: ["AioGIO"]),
+        // GLib's C API (and the Linux calls Swift's Glibc module leaves out),
+        // for programs that use GLib beside the library: `import CGLibShim`.
+        .library(name: "CGLibShim", targets: ["CGLibShim"]),
     ],
     targets: [
         // GLib plus the Linux headers Swift's Glibc module leaves out (eventfd, epoll, timerfd, ppoll).
