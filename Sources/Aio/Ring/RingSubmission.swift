@@ -104,7 +104,7 @@ extension AioContext {
     /// several completions (multishot, zero-copy send) gets `completion`
     /// once per completion; the last has `IORING_CQE_F_MORE` clear.
     ///
-    /// Throws ``AioError/noRing`` if the context has no ring.
+    /// Throws ``AioError/noRing(context:)`` if the context has no ring.
     @discardableResult
     public func submit(
         _ prepare: (inout io_uring_sqe) -> Void,
