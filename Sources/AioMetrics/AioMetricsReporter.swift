@@ -2,7 +2,7 @@
 @_spi(AioInternals) import Aio
 import CoreMetrics
 
-/// Reports an ``Aio/AioContext``'s statistics, and its thread pool's, to
+/// Reports an `AioContext`'s statistics, and its thread pool's, to
 /// swift-metrics: counters for what happened, gauges for what is.
 ///
 /// ```swift

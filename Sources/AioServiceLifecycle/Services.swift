@@ -3,7 +3,7 @@
 import CGLibShim
 import ServiceLifecycle
 
-/// An ``Aio/IOThread`` as a swift-service-lifecycle `Service`.
+/// An `IOThread` as a swift-service-lifecycle `Service`.
 ///
 /// `run()` starts the thread and keeps it running until the service group
 /// shuts down gracefully (for example on SIGTERM, with
@@ -11,7 +11,7 @@ import ServiceLifecycle
 /// on the IOThread:
 /// - the thread pool is shut down: requests still queued are cancelled (their
 ///   completions get `CancellationError`), running ones finish, and every
-///   completion is delivered ( ``Aio/ThreadPool/shutdown()`` );
+///   completion is delivered ( `ThreadPool/shutdown()` );
 /// - the BHs already scheduled run, and the thread exits.
 ///
 /// ```swift
@@ -30,7 +30,7 @@ public final class IOThreadService: Service, Sendable {
     /// The IOThread's context.
     public var context: AioContext { ioThread.context }
 
-    /// Makes the IOThread (not started); `fdMonitor` as in ``Aio/IOThread``.
+    /// Makes the IOThread (not started); `fdMonitor` as in `IOThread`.
     public init(name: String, fdMonitor: FDMonitorKind? = nil) throws(AioError) {
         ioThread = try IOThread(name: name, fdMonitor: fdMonitor)
     }
@@ -56,7 +56,7 @@ public final class IOThreadService: Service, Sendable {
     }
 }
 
-/// A GLib main loop (``Aio/GLibMainLoop``) as a swift-service-lifecycle
+/// A GLib main loop (`GLibMainLoop`) as a swift-service-lifecycle
 /// `Service`: `run()` iterates the loop's `GMainContext` on a thread of its
 /// own until graceful shutdown or cancellation, then quits the loop and
 /// returns once the thread is done.
@@ -64,7 +64,7 @@ public final class IOThreadService: Service, Sendable {
 /// Contexts attached to the loop's `GMainContext` keep running while it
 /// runs; GLib sources (D-Bus, GIO) work as in any GLib program.
 public final class GLibMainLoopService: Service, Sendable {
-    /// The loop the service runs; any thread may also ``Aio/GLibMainLoop/quit()`` it.
+    /// The loop the service runs; any thread may also `GLibMainLoop/quit()` it.
     public let loop: GLibMainLoop
     private let threadName: String
 

@@ -10,6 +10,7 @@ public struct RingCompletion: Sendable, Equatable {
     /// The completion's flags (`IORING_CQE_F_*`).
     public var flags: UInt32
 
+    /// A completion with the given result and flags (for tests and adapters).
     public init(result: Int32, flags: UInt32) {
         self.result = result
         self.flags = flags

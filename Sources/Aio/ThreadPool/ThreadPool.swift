@@ -351,7 +351,14 @@ public final class ThreadPool: @unchecked Sendable {
 
 /// Where a request is. QEMU: `THREAD_QUEUED`, `THREAD_ACTIVE`, `THREAD_DONE`.
 public enum RequestState: UInt8, Sendable {
-    case queued, active, done, cancelled
+    /// Waiting for a worker; ``ThreadPoolRequest/cancel()`` still cancels it.
+    case queued
+    /// Running on a worker; it will complete.
+    case active
+    /// Finished; its completion runs (or ran) on the context's thread.
+    case done
+    /// Cancelled before a worker took it; its completion gets `CancellationError`.
+    case cancelled
 }
 
 /// A submitted piece of work; cancel it while it is still queued.
