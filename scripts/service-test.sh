@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 
 bin=${1:-}
 if [ -z "$bin" ]; then
-    swift build --product ServiceDaemon
-    bin="$(swift build --show-bin-path)/ServiceDaemon"
+    swift build --enable-all-traits --product ServiceDaemon
+    bin="$(swift build --enable-all-traits --show-bin-path)/ServiceDaemon"
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
