@@ -82,8 +82,10 @@ g_timeout_add(200, printProgress, Unmanaged.passRetained(ledger).toOpaque())
 
 produce(on: io.context, ledger: ledger, batch: 64)
 
+// Reverse order at shutdown: the IOThread drains its pool first, while the
+// GLib loop (listed first, stopped last) still runs.
 let group = ServiceGroup(
-    services: [io, glib],
+    services: [glib, io],
     gracefulShutdownSignals: [.sigterm, .sigint],
     logger: logger)
 try await group.run()
