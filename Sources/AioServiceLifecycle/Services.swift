@@ -64,13 +64,13 @@ public final class IOThreadService: Service, Sendable {
         // way the pool's completions must all be delivered before we return.
         try? await gracefulShutdown()
         let context = ioThread.context
-        // A pool that was never used is not created just to be shut down.
-        if context.threadPoolStatistics != ThreadPool.Statistics() {
-            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                context.scheduleOneshot(name: "\(context.name)/service-shutdown") {
-                    context.threadPool.shutdown()
-                    done.resume()
-                }
+        // Also a pool nobody used yet (creating one costs two BHs, no
+        // thread): a submission racing the shutdown is then cancelled and
+        // delivered, instead of outliving the context.
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            context.scheduleOneshot(name: "\(context.name)/service-shutdown") {
+                context.threadPool.shutdown()
+                done.resume()
             }
         }
         ioThread.stop()
