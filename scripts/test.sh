@@ -8,9 +8,11 @@
 #   4. swift test and the stress harness (both modes) under ThreadSanitizer;
 #   5. swift test under AddressSanitizer + LeakSanitizer;
 #   6. the fault matrix: every re-injected historical bug must be detected;
-#   7. every example, run to completion (MainActorLoop also under
-#      ThreadSanitizer), and GLibDaemon's integration test
-#      (scripts/daemon-test.sh: gdbus clients on a private session bus);
+#   7. every example, run to completion (the main-actor ones and
+#      FirstProgram also under ThreadSanitizer), GLibDaemon's integration test
+#      (scripts/daemon-test.sh: gdbus clients on a private session bus) and
+#      ServiceDaemon's (scripts/service-test.sh: SIGTERM and SIGINT with work
+#      in flight, plainly and under ThreadSanitizer);
 #   8. the documentation: DocC with warnings as errors, a summary on every
 #      public symbol, every Swift block of the README and the articles
 #      compiled, and scratch packages that check what adding the package fetches;
