@@ -78,6 +78,7 @@ nonisolated func printProgress(_ data: gpointer?) -> gboolean {
     }
     return 1  // G_SOURCE_CONTINUE
 }
+// The timeout lives as long as the process, and the retain keeps the ledger for it.
 g_timeout_add(200, printProgress, Unmanaged.passRetained(ledger).toOpaque())
 
 produce(on: io.context, ledger: ledger, batch: 64)
