@@ -56,6 +56,8 @@ public final class IOThreadService: Service, Sendable {
     /// every pool completion has been delivered. Call once: a second call
     /// traps.
     public func run() async throws {
+        // Relaxed: only the exchange's atomicity matters (one caller wins);
+        // it publishes nothing.
         guard !started.exchange(true, ordering: .relaxed) else {
             fatalError("IOThreadService '\(ioThread.name)': run() called twice; a service runs once")
         }
@@ -105,6 +107,8 @@ public final class GLibMainLoopService: Service, Sendable {
     /// loop takes a quit; returns once its thread has left the loop. Call
     /// once: a second call traps.
     public func run() async throws {
+        // Relaxed: only the exchange's atomicity matters (one caller wins);
+        // it publishes nothing.
         guard !started.exchange(true, ordering: .relaxed) else {
             fatalError("GLibMainLoopService '\(threadName)': run() called twice; a service runs once")
         }

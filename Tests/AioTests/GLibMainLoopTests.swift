@@ -3,7 +3,21 @@ import CGLibShim
 import Glibc
 import Testing
 
-@Suite("GLibMainLoop and main-actor one-shots")
+/// No quit is pending on `loop`: a new run blocks until the next quit (one
+/// made 50 ms later by another thread), rather than returning at once.
+func expectNoQuitPending(_ loop: GLibMainLoop, _ comment: Comment? = nil,
+                         sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let quitter = try NativeThread(name: "late-quit") {
+        usleep(50_000)
+        loop.quit()
+    }
+    let started = nowSeconds()
+    loop.run()
+    quitter.join()
+    #expect(nowSeconds() - started >= 0.04, comment, sourceLocation: sourceLocation)
+}
+
+@Suite("GLibMainLoop and main-actor one-shots", .timeLimit(.minutes(1)))
 struct GLibMainLoopTests {
     @Test("a quit that comes before run is not lost: the next run returns at once, and only that one")
     func quitBeforeRun() throws {
@@ -17,14 +31,7 @@ struct GLibMainLoopTests {
         #expect(!loop.isRunning)
 
         // The quit was consumed: a second run blocks until the next quit.
-        let quitter = try NativeThread(name: "quitter") {
-            usleep(50_000)
-            loop.quit()
-        }
-        let started = nowSeconds()
-        loop.run()
-        quitter.join()
-        #expect(nowSeconds() - started >= 0.04, "the early quit ended two runs")
+        try expectNoQuitPending(loop, "the early quit ended two runs")
     }
 
     @Test("with two threads in run, each quit ends exactly one of them, and no quit is left over")
@@ -58,14 +65,7 @@ struct GLibMainLoopTests {
         #expect(!dog.disarm())
         #expect(returns.count == 2)
         // Nothing left over: a new run blocks until the next quit.
-        let quitter = try NativeThread(name: "late-quit") {
-            usleep(50_000)
-            loop.quit()
-        }
-        let started = nowSeconds()
-        loop.run()
-        quitter.join()
-        #expect(nowSeconds() - started >= 0.04, "a quit was left over")
+        try expectNoQuitPending(loop, "a quit was left over")
     }
 
     @Test("quit from other threads ends a run in which GLib sources and an attached context keep working")

@@ -33,6 +33,8 @@ public final class GLibMainLoop: @unchecked Sendable {
     public let context: OpaquePointer
     /// Quits asked for and not yet consumed by a run.
     private let pendingQuits = Atomic<Int>(0)
+    /// Threads inside `run()`, for `isRunning` only. Relaxed: it orders
+    /// nothing, and a stale read only makes `isRunning` late.
     private let runs = Atomic<Int>(0)
 
     /// A loop over `context`, or over GLib's default `GMainContext` if nil.
