@@ -253,10 +253,14 @@ aio_uring_poll | FAULT_NO_REARM_LIST+NN=2+NO_GLIB | lost_byte | pass
 aio_uring_poll | FAULT_DISPATCH_REMOVED | safety | fail
 aio_uring_poll | FAULT_EPOCH_BEFORE_CALLBACK | safety | fail
 aio_uring_poll | FAULT_ARM_EPOCH_LATE | safety | fail
+aio_bh_pool | default | safety | pass
+aio_bh_pool | CAP=1 | safety | pass
+aio_bh_pool | BUG_POP_CAS | safety | fail
 '
 # slow rows (--full): minutes, and up to ~2 GB of memory. Some WOPS=2 rows
 # above at the default WOPS=3, and the bigger configurations.
 rows_full='
+aio_bh_pool | K=3 | safety | pass
 aio_notify | SPEC_G_CHECK_BH_ONLY | lost_g | pass
 aio_notify | MOVE_DRAIN_ONLY | lost_v | pass
 aio_notify | MOVE_DRAIN_ONLY | no_busy_wait | pass

@@ -29,7 +29,14 @@ final class BHList: @unchecked Sendable {
     @inline(__always)
     func push(_ bh: BottomHalf) {
         // SAFETY: the retain is owned by the list until `popFront` takes it back.
-        let node = Unmanaged.passRetained(bh)
+        pushRetained(Unmanaged.passRetained(bh))
+    }
+
+    /// `push` for a node whose retain the caller hands to the list (a
+    /// one-shot taken from the pool, or just made).
+    @inline(__always)
+    func pushRetained(_ node: Unmanaged<BottomHalf>) {
+        let bh = node._withUnsafeGuaranteedRef { $0 }
         var head = pending.load(ordering: .relaxed)
         while true {
             bh.next = head
@@ -77,6 +84,19 @@ final class BHList: @unchecked Sendable {
         if queueHead == nil { queueTail = nil }
         bh.next = nil
         return bh
+    }
+
+    /// `popFront` without the reference counting: the node comes with the
+    /// list's retain, which the caller now owns. Owner-only.
+    @inline(__always)
+    func popFrontNode() -> Unmanaged<BottomHalf>? {
+        guard let node = queueHead else { return nil }
+        node._withUnsafeGuaranteedRef { bh in
+            queueHead = bh.next
+            bh.next = nil
+        }
+        if queueHead == nil { queueTail = nil }
+        return node
     }
 
     /// Whether any BH in the stack or the queue is scheduled and not deleted:

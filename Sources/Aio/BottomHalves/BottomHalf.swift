@@ -26,7 +26,11 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     // owns the context while it dispatches, and by init.
 
     /// The name given at creation; it appears in leak reports and traps.
-    public let name: String
+    ///
+    /// Set only at creation, except for a one-shot recycled by the context's
+    /// pool: its scheduler writes the new name while the node is its alone,
+    /// before the push publishes it. One-shots are never handed out.
+    @exclusivity(unchecked) public internal(set) var name: String
 
     // SAFETY: unowned(unsafe) is sound because the context cannot be torn down
     // while this BH is alive and not deleted (teardown traps naming it), and a
@@ -46,8 +50,9 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) var callback: Callback?
 
     /// What a BH runs: named BHs get themselves (to re-schedule or delete),
-    /// one-shots a plain closure, stored as is so a one-shot costs one
-    /// allocation (the BH) besides what the caller's closure captures.
+    /// one-shots a plain closure, stored as is so a one-shot costs no
+    /// allocation of ours (its BH comes from the context's `OneshotPool`)
+    /// besides what the caller's closure captures.
     enum Callback {
         case withHandle(@Sendable (BottomHalf) -> Void)
         case plain(@Sendable () -> Void)

@@ -322,24 +322,39 @@ extension AioContext {
         }
         return progress
         #endif
-        while let bh = bhList.popFront() {
+        // The list's retain of each node is ours from the pop: the node stays
+        // alive through its callback (which may delete it) without any
+        // reference counting of our own.
+        while let node = bhList.popFrontNode() {
             // [bh-flags] acquiring-and-releasing, after the unlink in popFront:
             // a concurrent schedule that sees PENDING clear re-links the BH
             // only after our unlink (releasing), and the callback sees what the
             // scheduler published before setting SCHEDULED (acquiring).
             // Model: Models/aio_notify.pml, BUG_BH_EARLY_CLEAR.
-            let old = bh.flags.bitwiseAnd(
-                ~(BHFlags.pending | BHFlags.scheduled | BHFlags.idle),
-                ordering: .acquiringAndReleasing).oldValue
+            let old = node._withUnsafeGuaranteedRef {
+                $0.flags.bitwiseAnd(
+                    ~(BHFlags.pending | BHFlags.scheduled | BHFlags.idle),
+                    ordering: .acquiringAndReleasing).oldValue
+            }
             if old & BHFlags.scheduled != 0 && old & BHFlags.deleted == 0 {
                 if old & BHFlags.idle == 0 { progress = true }
                 Counters.bump(stats.bhRuns)
-                bh.run()
+                node._withUnsafeGuaranteedRef { $0.run() }
             }
-            if old & (BHFlags.deleted | BHFlags.oneshot) != 0 {
-                free(bh)
+            if old & BHFlags.oneshot != 0 {
+                // Back to the pool, with the list's retain: a one-shot is
+                // never seen by anyone but its scheduler, the list and us.
+                node._withUnsafeGuaranteedRef { $0.callback = nil }
+                oneshots.recycle(node)
+            } else {
+                if old & BHFlags.deleted != 0 {
+                    node._withUnsafeGuaranteedRef { free($0) }
+                }
+                node.release()
             }
         }
+        // Before ownership can go: the pool's chain is owner-only state.
+        oneshots.flush()
         return progress
     }
 }
