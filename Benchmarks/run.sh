@@ -61,7 +61,11 @@ if [ -d "$PEERS_DIR" ]; then
         $(pkg-config --cflags --libs libevent libevent_pthreads) -lpthread -ldl
     # Row (h)'s floor: io_uring and a pread pool in C, on a cached file.
     gcc -O2 -Wall -o "$bin/bench_uring" "$PEERS_DIR/uring/bench_uring.c" -luring -lpthread -ldl
-    peers=(bench_raw bench_glib bench_uv bench_event bench_uring)
+    # Row (b) for libuv with producer threads (1 and 2), in our rows' shape:
+    # this package's program, on the peers' helpers and flags.
+    gcc -O2 -Wall -I"$PEERS_DIR/common" -o "$bin/bench_uv_producers" "$here/peers/bench_uv_producers.c" \
+        $(pkg-config --cflags --libs libuv) -lpthread -ldl
+    peers=(bench_raw bench_glib bench_uv bench_event bench_uring bench_uv_producers)
 else
     say "no peers at $PEERS_DIR: C floor, libuv and libevent rows will be missing"
 fi

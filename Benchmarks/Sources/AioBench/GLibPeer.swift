@@ -160,3 +160,67 @@ func glibAllocations() {
     result(impl, "d_invoke_cross_allocs_per_op", Double(total) / Double(n), "allocs/op")
     loop.stop()
 }
+
+// MARK: Thread pool: GThreadPool, completions handed back to a GMainContext
+
+/// Row (other): empty jobs on a `GThreadPool` of `threads` threads, each
+/// completion handed back to the loop thread with `g_main_context_invoke`
+/// (what a GLib program does to get a result onto its loop), up to 1,000 in
+/// flight, refilled from the completions, as the library's row does.
+final class GPoolState: @unchecked Sendable {
+    // @unchecked Sendable: `submitted` and `completed` are touched on the loop
+    // thread only (the completions run there); the pool pointer is set once.
+    var pool: UnsafeMutablePointer<GThreadPool>?
+    let context: OpaquePointer
+    let jobs: Int
+    var submitted = 0
+    var completed = 0
+    init(context: OpaquePointer, jobs: Int) { self.context = context; self.jobs = jobs }
+}
+
+@inline(__always)
+private func poolState(_ data: gpointer?) -> GPoolState {
+    // SAFETY: the jobs and completions get Unmanaged.passUnretained(state),
+    // and the state outlives the pool (freed, waiting for its jobs, first).
+    Unmanaged<GPoolState>.fromOpaque(data!).takeUnretainedValue()
+}
+
+/// The job: nothing, then its completion goes to the loop thread.
+private let gpoolJob: GFunc = { data, _ in
+    g_main_context_invoke(poolState(data).context, gpoolCompletion, data)
+}
+
+private let gpoolCompletion: GSourceFunc = { data in
+    let s = poolState(data)
+    s.completed += 1
+    if s.submitted < s.jobs {
+        s.submitted += 1
+        g_thread_pool_push(s.pool, data, nil)
+    }
+    return 0
+}
+
+func glibPoolThroughput(threads: Int) {
+    let name = "pool\(threads)"
+    guard selected(name) else { return }
+    let jobs = Sizes.smoke ? 2_000 : 200_000
+    let context = g_main_context_new()!
+    // Owned by this thread: an invoke from a worker then queues the
+    // completion here instead of running it on the worker.
+    g_main_context_acquire(context)
+    let s = GPoolState(context: context, jobs: jobs)
+    let data = Unmanaged.passUnretained(s).toOpaque()
+    s.pool = g_thread_pool_new(gpoolJob, nil, gint(threads), 0, nil)
+    let t0 = nowNs()
+    while s.submitted < min(1_000, jobs) {
+        s.submitted += 1
+        g_thread_pool_push(s.pool, data, nil)
+    }
+    while s.completed < jobs { g_main_context_iteration(context, 1) }
+    let ns = nowNs() - t0
+    g_thread_pool_free(s.pool, 0, 1)
+    while g_main_context_iteration(context, 0) != 0 {}
+    g_main_context_release(context)
+    g_main_context_unref(context)
+    result(impl, name + "_jobs_per_s", opsPerSecond(jobs, ns), "jobs/s")
+}

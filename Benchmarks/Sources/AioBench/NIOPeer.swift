@@ -103,3 +103,56 @@ func nioAllocations() {
         result(impl, "d_execute_cross_allocs_per_op", Double(total) / Double(n), "allocs/op")
     }
 }
+
+// MARK: Thread pool: NIOThreadPool, completions on the event loop
+
+/// Row (other): empty jobs on an `NIOThreadPool` of `threads` threads through
+/// `runIfActive(eventLoop:)`, whose future completes on the event loop; up
+/// to 1,000 in flight, refilled from the completions, as the library's row.
+private final class NIOPoolState: @unchecked Sendable {
+    // @unchecked Sendable: `submitted`, `completed` and `end` are touched on
+    // the event loop only; the measuring thread reads `end` after `done.wait()`.
+    let loop: any EventLoop
+    let pool: NIOThreadPool
+    let jobs: Int
+    var submitted = 0
+    var completed = 0
+    var end: Int64 = 0
+    let done = Semaphore()
+    init(loop: any EventLoop, pool: NIOThreadPool, jobs: Int) {
+        self.loop = loop
+        self.pool = pool
+        self.jobs = jobs
+    }
+
+    func submit() {
+        submitted += 1
+        pool.runIfActive(eventLoop: loop) { 0 }.whenComplete { _ in self.completedOne() }
+    }
+
+    private func completedOne() {
+        completed += 1
+        if completed == jobs {
+            end = nowNs()
+            done.post()
+        } else if submitted < jobs {
+            submit()
+        }
+    }
+}
+
+func nioPoolThroughput(threads: Int) {
+    let name = "pool\(threads)"
+    guard selected(name) else { return }
+    let pool = NIOThreadPool(numberOfThreads: threads)
+    pool.start()
+    withGroup { loop in
+        let jobs = Sizes.smoke ? 2_000 : 200_000
+        let s = NIOPoolState(loop: loop, pool: pool, jobs: jobs)
+        let t0 = nowNs()
+        loop.execute { for _ in 0..<min(1_000, jobs) { s.submit() } }
+        s.done.wait()
+        result(impl, name + "_jobs_per_s", opsPerSecond(jobs, s.end - t0), "jobs/s")
+    }
+    try! pool.syncShutdownGracefully()
+}

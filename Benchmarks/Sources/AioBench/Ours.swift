@@ -166,10 +166,24 @@ func sameThread() {
 // MARK: (b) cross-thread throughput
 
 enum PostKind: String {
-    /// `scheduleOneshot` per post.
+    /// `scheduleOneshot` per post, of a closure that captures `flood`.
     case oneshot
+    /// `scheduleOneshot` per post, of a closure that captures nothing (it
+    /// reaches the flood through a global, as libuv's post carries a
+    /// function pointer and a static argument): no reference count shared
+    /// between the producer and the loop.
+    case oneshotBare = "oneshotbare"
     /// `schedule()` of one existing BH per post (coalesces while pending).
     case bh
+}
+
+/// The flood of the `oneshotBare` rows, reached without reference counting
+/// (set before the producers start, cleared after the last callback).
+nonisolated(unsafe) private var bareFlood: Unmanaged<Flood>?
+
+@inline(never)
+private func bareFloodHit() {
+    bareFlood.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.hit() }
 }
 
 func crossThread(_ kind: PostKind, producers: Int, path: LoopPath, polling: Bool = false) {
@@ -182,6 +196,8 @@ func crossThread(_ kind: PostKind, producers: Int, path: LoopPath, polling: Bool
     let flood = Flood()
     let bh = ctx.makeBottomHalf(name: "flood") { _ in flood.runs += 1 }
     flood.target = n
+    bareFlood = Unmanaged.passUnretained(flood)
+    defer { bareFlood = nil }
 
     let stats0 = ctx.statistics
     let c0 = SyscallCounts.now()
@@ -191,6 +207,8 @@ func crossThread(_ kind: PostKind, producers: Int, path: LoopPath, polling: Bool
         switch kind {
         case .oneshot:
             for _ in 0..<perProducer { ctx.scheduleOneshot { flood.hit() } }
+        case .oneshotBare:
+            for _ in 0..<perProducer { ctx.scheduleOneshot { bareFloodHit() } }
         case .bh:
             for _ in 0..<perProducer { bh.schedule() }
         }
@@ -227,7 +245,7 @@ func wakeLatency(_ kind: PostKind, path: LoopPath) {
     let stats0 = ctx.statistics
     measurePings(impl, name, flood) {
         switch kind {
-        case .oneshot: ctx.scheduleOneshot { flood.ping() }
+        case .oneshot, .oneshotBare: ctx.scheduleOneshot { flood.ping() }
         case .bh: bh.schedule()
         }
     }
@@ -288,7 +306,7 @@ func allocations() {
             for _ in 0..<n {
                 switch kind {
                 case .bh: target.schedule()
-                case .oneshot: remote.scheduleOneshot { flood.runs += 1 }
+                case .oneshot, .oneshotBare: remote.scheduleOneshot { flood.runs += 1 }
                 }
             }
             flood.target = 1
@@ -301,6 +319,32 @@ func allocations() {
         target.delete()
         loop.stop()
     }
+
+    // Cross-thread one-shots with the loop keeping up: at most 256 in flight
+    // (the producer yields while more are), after a warm-up that fills the
+    // pool. The flood above outruns the loop by more one-shots than the pool
+    // keeps (1,024), and allocates for the excess.
+    let loop = RemoteLoop(.native)
+    let pacer = Pacer()
+    func post(_ count: Int) {
+        for _ in 0..<count {
+            while pacer.posted - pacer.ran.load(ordering: .acquiring) >= 256 { sched_yield() }
+            pacer.posted += 1
+            loop.context.scheduleOneshot { pacer.ran.wrappingAdd(1, ordering: .releasing) }
+        }
+        while pacer.ran.load(ordering: .acquiring) < pacer.posted { sched_yield() }
+    }
+    post(20_000)
+    let paced = Allocations.processWide { post(n) }
+    result(impl, "d_oneshot_cross_paced_allocs_per_op", Double(paced) / Double(n), "allocs/op")
+    loop.stop()
+}
+
+/// Row (d), paced: what the producer posted (its own) and what ran (the loop's).
+final class Pacer: @unchecked Sendable {
+    // @unchecked Sendable: `posted` is the producer's alone; `ran` is atomic.
+    var posted = 0
+    let ran = Atomic<Int>(0)
 }
 
 // MARK: (e) scaling
@@ -536,9 +580,19 @@ func timerLateness(path: LoopPath) {
 
 // MARK: Thread pool and IOThread
 
-/// Submit-to-completion throughput for empty jobs, up to 1,000 in flight.
+/// Submit-to-completion throughput for empty jobs, up to 1,000 in flight:
+/// with the pool's default limits (up to 64 workers), and with at most
+/// `threads` workers, the size the peers' pools get.
 func poolThroughput() {
+    poolThroughput(threads: nil)
+    poolThroughput(threads: 4)
+}
+
+private func poolThroughput(threads: Int?) {
+    let name = threads.map { "pool\($0)" } ?? "pool"
+    guard selected(name + "_") else { return }
     let ctx = try! AioContext(name: "bench-pool")
+    if let threads { ctx.threadPool.setThreadLimits(minimum: 0, maximum: threads) }
     final class Box: @unchecked Sendable { var done = 0 }
     let box = Box()
     let jobs = Sizes.smoke ? 2_000 : 200_000
@@ -554,7 +608,7 @@ func poolThroughput() {
     }
     let ns = nowNs() - start
     ctx.threadPool.shutdown()
-    result(impl, "pool_jobs_per_s", opsPerSecond(jobs, ns), "jobs/s")
+    result(impl, name + "_jobs_per_s", opsPerSecond(jobs, ns), "jobs/s")
 }
 
 /// One-shot to an IOThread that writes an eventfd back, waited for with poll(2).

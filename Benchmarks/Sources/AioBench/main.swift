@@ -41,6 +41,7 @@ let table: [String: [String: () -> Void]] = [
         "aio": {
             for producers in [1, 2] {
                 crossThread(.oneshot, producers: producers, path: .native)
+                crossThread(.oneshotBare, producers: producers, path: .native)
                 crossThread(.bh, producers: producers, path: .native)
             }
             // The same with the IOThread's default busy polling (32 µs).
@@ -70,7 +71,11 @@ let table: [String: [String: () -> Void]] = [
     "scaling": ["aio": scaling],
     "timers": ["aio": { timerLateness(path: .native); timerLateness(path: .gsource) }],
     "files": ["aio": fileReads],
-    "pool": ["aio": poolThroughput],
+    "pool": [
+        "aio": poolThroughput,
+        "glib": { glibPoolThroughput(threads: 4) },
+        "nio": { nioPoolThroughput(threads: 4) },
+    ],
     "iothread": ["aio": ioThreadRoundTrip],
     "executor": ["aio": executorRows, "nio": nioExecutorRows, "swift": globalExecutorRows],
     "polling": ["aio": {
