@@ -328,6 +328,17 @@ aio_notify_gen | NO_WAKE_PENDING+WOPS=2 | safety | pass
 aio_notify_gen | NO_WAKE_PENDING+WOPS=2 | lost_v | pass
 aio_notify_gen | NO_WAKE_PENDING+WOPS=2 | lost_g | pass
 aio_notify_gen | NO_WAKE_PENDING+WOPS=2 | no_busy_wait | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK | safety | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK | lost_v | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK | lost_g | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK | lost_bh | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK | no_busy_wait | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK+TIMEOUTS+WOPS=2 | safety | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK+TIMEOUTS+WOPS=2 | lost_v | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK+TIMEOUTS+WOPS=2 | no_busy_wait | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK+NV=2+WOPS=2 | safety | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK+NV=2+WOPS=2 | lost_v | pass
+aio_notify_gen | WRITE_OUTSIDE_LOCK+NV=2+WOPS=2 | no_busy_wait | pass
 aio_poll | WOPS=3+DOPS=3 | safety | pass
 aio_poll | WOPS=3+DOPS=3 | lost_v | pass
 aio_poll | WOPS=3+DOPS=3 | lost_bh | pass
