@@ -224,7 +224,7 @@ extension AioContext {
             }
             progress = dispatchHandlers(slot.buffers.ready) || progress
             slot.buffers.ready.clear()
-            if drainingWakeup { slot.notifier.testAndClear() }
+            if drainingWakeup { slot.drainWakeup() }
             waiters.returnSlot(slot)
         }
         if let ring = handlers.ring, ring.hasFinished {
