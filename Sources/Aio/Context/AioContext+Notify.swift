@@ -239,7 +239,13 @@ final class WaitSlot: @unchecked Sendable {
     /// only. The wait is for a notifier between its unlock and its write,
     /// a few instructions unless it was preempted; yielding lets it run.
     func drainWakeup() {
+        #if !AIO_FAULT_DRAIN_NO_WAIT
         while writesInFlight.load(ordering: .acquiring) != 0 { sched_yield() }
+        #endif
+        // FAULT (AIO_FAULT_DRAIN_NO_WAIT): the drain does not wait, and a
+        // write still landing leaves the fd readable for the slot's next
+        // sleep, which nobody drains: a busy loop (Models/aio_notify_gen.pml,
+        // FAULT_DRAIN_NO_WAIT).
         notifier.testAndClear()
     }
     #if AIO_FAULT_SHARED_FD
@@ -353,6 +359,11 @@ final class WaiterRegistry: @unchecked Sendable {
                 writes += 1
             }
             lock.unlock()
+            #if AIO_FAULT_DRAIN_NO_WAIT
+            // Widens the window between the unlock and the write, so the
+            // fault matrix sees the drain overtake it within seconds.
+            usleep(200)
+            #endif
             for i in 0..<writes {
                 let slot = (chosen.baseAddress! + i).move()
                 slot.notifier.set()
