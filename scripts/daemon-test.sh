@@ -23,8 +23,8 @@ cd "$(dirname "$0")/.."
 if [ "${DAEMON_TEST_INSIDE:-}" != 1 ]; then
     bin=${1:-}
     if [ -z "$bin" ]; then
-        swift build --product GLibDaemon
-        bin="$(swift build --show-bin-path)/GLibDaemon"
+        swift build --enable-all-traits --product GLibDaemon
+        bin="$(swift build --enable-all-traits --show-bin-path)/GLibDaemon"
     fi
     start=$(date +%s)
     DAEMON_TEST_INSIDE=1 timeout 300 dbus-run-session -- bash "$0" "$bin"

@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
-swift run GLibDaemon --demo
+swift run --enable-all-traits GLibDaemon --demo

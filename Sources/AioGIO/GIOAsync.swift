@@ -33,6 +33,8 @@ public enum GIOAsync {
     ///     context unless that thread pushed another one. Some thread must
     ///     iterate it, or the callback never runs and the call waits
     ///     forever; `call(on:timeout:start:finish:)` bounds that.
+    ///   - isolation: The caller's actor (leave the default, `#isolation`):
+    ///     the call suspends and resumes there.
     ///   - start: Calls the `_async` function, passing it the three
     ///     arguments it gets: the call's `GCancellable`, the callback and
     ///     its user data. It must start exactly one operation with exactly

@@ -198,6 +198,12 @@ final class GIOCall<T>: GIOCallState, @unchecked Sendable {
     }
 
     override func complete(result: OpaquePointer) {
+        // Through the state lock before touching `finish`: `start` may have
+        // run on the calling thread, and GLib hands the operation to the
+        // iterating thread under its own futex-based lock, which
+        // ThreadSanitizer does not see. The caller's `begin` took this lock
+        // after init, so taking it here orders init's writes before us.
+        state.withLock { _ in }
         var error: UnsafeMutablePointer<GError>?
         // SAFETY (unchecked transfer): the value goes from `finish` to the
         // caller and nowhere else. Without a timeout it stays in the

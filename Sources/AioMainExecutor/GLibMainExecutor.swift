@@ -63,7 +63,11 @@ public final class GLibMainExecutor: MainExecutor, @unchecked Sendable {
     }
     private let priorityValue = Atomic<Int32>(0)
 
-    /// Set by ``stop()``, consumed by the loop in ``run()``.
+    /// Set by ``stop()``, consumed by the loop in ``run()``. Releasing store,
+    /// acquiring exchange: what the stopping thread did before `stop()` is
+    /// visible once `run()` returns. The wake-up, not the ordering, is what
+    /// keeps a stop from being slept through: `g_main_context_wakeup` after
+    /// the store makes the next iteration's poll return.
     private let stopRequested = Atomic<Bool>(false)
     private var pump: MainQueuePump?
 

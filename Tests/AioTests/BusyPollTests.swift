@@ -225,11 +225,28 @@ struct BusyPollTests {
         ctx.pollMaxNs = 2_000_000  // generous: the windows must grow on a busy machine
         let device = PolledDevice()
         try device.register(on: ctx, nestedPoll: true)
-        let dog = loop.harness.watchdog(20, "nested poll-ready")
-        for i in 1...2_000 {
-            device.produce()
-            while device.consumed.load(ordering: .acquiring) < i && !dog.hasFired {}
-            spin(ns: 5_000)
+        let dog = loop.harness.watchdog(40, "nested poll-ready")
+        // Rounds of 2,000 items, more only while no spin has found work: on
+        // 2 cores beside CPU-hungry tests the loop thread may share a core
+        // with this one, and a loop that is not scheduled cannot spin (one
+        // CI run saw no hit in 2,000 items). The wait yields for the same
+        // reason, and later rounds produce once the loop is in poll mode.
+        var produced = 0
+        for round in 0..<5 where ctx.statistics.busyPollHits == 0 && !dog.hasFired {
+            for _ in 0..<2_000 {
+                if round > 0 {
+                    let until = monotonicNowNs() + 1_000_000
+                    while device.kicksEnabled.load(ordering: .relaxed) && monotonicNowNs() < until {
+                        sched_yield()
+                    }
+                }
+                device.produce()
+                produced += 1
+                while device.consumed.load(ordering: .acquiring) < produced && !dog.hasFired {
+                    sched_yield()
+                }
+                spin(ns: 5_000)
+            }
         }
         #expect(!dog.disarm())
         #expect(ctx.statistics.busyPollHits > 0, "pollReady never ran from a spin")

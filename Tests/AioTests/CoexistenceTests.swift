@@ -379,7 +379,7 @@ struct CoexistenceTests {
         await #expect(processExitsWith: .success) {
             let loop = try! LoopThread(.both, name: "nval-both")
             let log = WarningLog()
-            loop.ctx.warningHandler = { log.append($0) }
+            log.capture(loop.ctx)
             let pipe = Pipe()
             // A high number, so that no descriptor made after the close (a
             // poller's eventfd) reuses it while the handler is registered.

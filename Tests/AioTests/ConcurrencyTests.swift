@@ -403,7 +403,7 @@ nonisolated func whereAmI(_ ctx: AioContext) async -> (thread: UInt, owned: Bool
     (currentThreadID(), ctx.isOwnedByCurrentThread)
 }
 
-@Suite("Swift concurrency: inline switches between actors on one context")
+@Suite("Swift concurrency: inline switches between actors on one context", .timeLimit(.minutes(1)))
 struct InlineSwitchTests {
     @Test("calls between two actors on one context switch inline; isolation checks stay exact", arguments: Driver.allCases)
     func inlineBetweenActors(driver: Driver) async throws {

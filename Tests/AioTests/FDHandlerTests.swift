@@ -217,7 +217,7 @@ struct FDHandlerTests {
         await #expect(processExitsWith: .success) {
             let ctx = try! AioContext(name: "nval", fdMonitor: .poll)
             let log = WarningLog()
-            ctx.warningHandler = { log.append($0) }
+            log.capture(ctx)
             let pipe = Pipe()
             let reads = Counter()
             try! ctx.setHandler(for: pipe.readFD, name: "victim", read: { reads.increment() })
@@ -248,7 +248,7 @@ struct FDHandlerTests {
     func hangupSpinWarns(driver: Driver) throws {
         let h = try Harness(driver)
         let log = WarningLog()
-        h.ctx.warningHandler = { log.append($0) }
+        log.capture(h.ctx)
         let pipe = Pipe()
         let calls = Counter()
         try h.ctx.setHandler(for: pipe.readFD, name: "eof-ignored", read: { calls.increment() })
@@ -257,6 +257,7 @@ struct FDHandlerTests {
         #expect(calls.count >= AioContext.hangupSpinWarningThreshold)
         #expect(log.all.count == 1, "one warning per streak")
         #expect(log.all.first?.contains("'eof-ignored' on fd \(pipe.readFD) has reported hang-up/error") == true)
+        #expect(log.metadata.first?["aio.context"] == .string(h.ctx.name), "the warning names its context in metadata")
         h.ctx.removeHandler(for: pipe.readFD)
         h.drain()
         h.finish()

@@ -421,12 +421,23 @@ final class GLibLoopThread: @unchecked Sendable {
 
     /// Runs `body` once on the loop thread, from an idle source.
     func run(_ body: @escaping @Sendable () -> Void) {
-        final class Body { let run: @Sendable () -> Void; init(_ run: @escaping @Sendable () -> Void) { self.run = run } }
+        /// The body, published with a releasing store that the loop thread's
+        /// acquiring load pairs with: GLib hands the source over under its
+        /// own futex-based lock, which ThreadSanitizer does not see.
+        final class Body: Sendable {
+            let run: @Sendable () -> Void
+            let published = Atomic<Bool>(false)
+            init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+        }
+        let box = Body(body)
+        box.published.store(true, ordering: .releasing)
         let source = g_idle_source_new()!
         g_source_set_callback(source, { data in
-            Unmanaged<Body>.fromOpaque(data!).takeUnretainedValue().run()
+            let box = Unmanaged<Body>.fromOpaque(data!).takeUnretainedValue()
+            precondition(box.published.load(ordering: .acquiring))
+            box.run()
             return 0
-        }, Unmanaged.passRetained(Body(body)).toOpaque(), { data in
+        }, Unmanaged.passRetained(box).toOpaque(), { data in
             Unmanaged<Body>.fromOpaque(data!).release()
         })
         g_source_attach(source, context.raw)

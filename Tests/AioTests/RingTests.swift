@@ -97,8 +97,8 @@ struct MonitorTests {
     private func closedCase(kind: FDMonitorKind, driver: Driver, otherReference: Bool, count: Int) throws {
         raiseDescriptorLimit(to: 4096)
         let h = try Harness(driver, name: "closed-\(kind)-\(count)", monitor: kind)
-        let warnings = Counter()
-        h.ctx.warningHandler = { _ in warnings.increment() }
+        let warningLog = WarningLog()
+        warningLog.capture(h.ctx)
         let pipes = (0..<count).map { _ in Pipe() }
         let victim = pipes[count / 2]
         let victimCalls = Counter()
@@ -119,11 +119,11 @@ struct MonitorTests {
         victim.write()
         close(closedFD)
         let dog = h.watchdog(10, "closed fd detected (\(kind), \(count) fds, other reference \(otherReference))")
-        while warnings.count == 0 && !dog.hasFired {
+        while warningLog.all.count == 0 && !dog.hasFired {
             h.iterate(blocking: true)
         }
         #expect(!dog.disarm(), "never detected")
-        #expect(warnings.count == 1)
+        #expect(warningLog.all.count == 1)
         let callsAtDetection = victimCalls.count
         #expect(callsAtDetection >= 1)
         // Still registered (removable), no longer polled: the loop sleeps.

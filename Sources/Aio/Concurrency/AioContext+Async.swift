@@ -38,7 +38,7 @@ extension AioContext {
     /// Several tasks may wait on one descriptor, for reading and writing at
     /// once; they share one fd handler that exists only while someone waits.
     /// The descriptor must not also have a handler from
-    /// ``setHandler(for:name:read:write:poll:pollReady:)``.
+    /// ``setHandler(for:name:read:write:poll:pollReady:pollBegin:pollEnd:)``.
     ///
     /// Throws ``AioError/badDescriptor(fd:reason:)`` for a negative or closed
     /// descriptor, ``AioError/descriptorInUse(fd:handler:)`` if it has a

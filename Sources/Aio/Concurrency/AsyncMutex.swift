@@ -13,18 +13,18 @@
 /// - **Fair, FIFO.** Waiters acquire in the order they were queued.
 ///   ``unlock()`` hands ownership straight to the oldest waiter: the mutex
 ///   never becomes free while someone waits, so neither a ``tryLock()`` nor a
-///   new ``lock()`` (not even the unlocker's own, at once) can take it ahead
+///   new ``lock(isolation:)`` (not even the unlocker's own, at once) can take it ahead
 ///   of a queued waiter. The price is the one QEMU's `CoMutex` pays: under
 ///   contention every release wakes the next waiter's executor.
 /// - **Any executor.** Tasks on different contexts' actors and on the global
 ///   executor may share one mutex; a waiter resumes on its own executor.
 /// - **Cancellation** only ever ends a wait. A task cancelled while queued
-///   leaves the queue and its ``lock()`` throws `CancellationError`. A task
+///   leaves the queue and its ``lock(isolation:)`` throws `CancellationError`. A task
 ///   that finds the mutex free takes it, cancelled or not. When a hand-off
 ///   races with the cancellation, the first to reach the mutex's state
 ///   decides: either the waiter had already left the queue (the hand-off
 ///   goes to the next waiter, or frees the mutex), or it has been given
-///   ownership (its ``lock()`` returns normally and it must unlock). Ownership
+///   ownership (its ``lock(isolation:)`` returns normally and it must unlock). Ownership
 ///   is never lost in between.
 /// - **The holder unlocks.** The holder is the task that locked (or the
 ///   thread, for a ``tryLock()`` outside any task). ``unlock()`` from anyone

@@ -6,7 +6,9 @@
 // behind the scheduling SPI) `Task.sleep` in tasks that prefer the context.
 
 extension AioInstant: InstantProtocol {
+    /// The instant `duration` after this one, on the same clock.
     public func advanced(by duration: Duration) -> AioInstant { self + duration }
+    /// How long from this instant to `other`, on the same clock.
     public func duration(to other: AioInstant) -> Duration { other - self }
 }
 
@@ -30,6 +32,7 @@ extension AioInstant: InstantProtocol {
 /// `QEMUClockType`, and a Swift `Clock` must know its context to read virtual
 /// time and to arm a timer.)
 public struct AioContextClock: Clock, CustomStringConvertible {
+    /// Instants of a context's clock, in nanoseconds.
     public typealias Instant = AioInstant
 
     /// The context whose timers measure the sleeps.
@@ -37,16 +40,21 @@ public struct AioContextClock: Clock, CustomStringConvertible {
     /// Which of its clocks.
     public let kind: AioClock
 
+    /// The `kind` clock of `context` (also ``AioContext/clock(_:)``).
     public init(context: AioContext, kind: AioClock = .realtime) {
         self.context = context
         self.kind = kind
     }
 
+    /// The clock's current reading.
     public var now: AioInstant { context.now(kind) }
 
     /// The context's timers keep nanoseconds.
     public var minimumResolution: Duration { .nanoseconds(1) }
 
+    /// Waits on a timer of the context until `deadline`; throws
+    /// `CancellationError` at once if the task is cancelled. `tolerance` is
+    /// ignored: the deadline is exact.
     public func sleep(until deadline: AioInstant, tolerance: Duration? = nil) async throws {
         try await context.sleep(until: deadline, clock: kind)
     }

@@ -1,5 +1,6 @@
 import CGLibShim
 import Glibc
+import Logging
 import Synchronization
 
 /// An event loop that runs bottom halves (and, as it grows, fd handlers and
@@ -139,9 +140,8 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// The thread pool, once created. Protected by its lock.
     let poolStorage = Locked<ThreadPool?>(nil)
 
-    /// Where warnings go (a descriptor closed behind the loop's back, a
-    /// handler making the loop spin, an epoll fallback). Protected by its lock.
-    private let warningSink = Locked<@Sendable (String) -> Void>(AioContext.printWarning)
+    /// Where the context logs; see ``logger``. Protected by its lock.
+    private let loggerStorage: Locked<Logger>
 
     /// Creates a context whose home thread is the calling thread.
     ///
@@ -154,15 +154,22 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// When the choice falls back, the first context of the process says
     /// why in a warning (``fdMonitorFallbackReason`` keeps it).
     ///
+    /// `logger` receives the context's log messages (see ``logger``); nil
+    /// makes one with the label `aio`. Either way the context adds its name
+    /// as the metadata `aio.context`.
+    ///
     /// Throws if the kernel refuses its eventfds, or the forced monitor.
     /// QEMU: `aio_context_new()`.
-    public convenience init(name: String = "aio", fdMonitor: FDMonitorKind? = nil) throws(AioError) {
-        try self.init(name: name, fdMonitor: fdMonitor, simulatedRingErrno: 0)
+    public convenience init(name: String = "aio", fdMonitor: FDMonitorKind? = nil,
+                            logger: Logger? = nil) throws(AioError) {
+        try self.init(name: name, fdMonitor: fdMonitor, logger: logger, simulatedRingErrno: 0)
     }
 
     /// `simulatedRingErrno`: tests make the ring's setup fail with it.
-    init(name: String, fdMonitor: FDMonitorKind?, simulatedRingErrno: Int32) throws(AioError) {
+    init(name: String, fdMonitor: FDMonitorKind?, logger: Logger? = nil,
+         simulatedRingErrno: Int32) throws(AioError) {
         self.name = name
+        self.loggerStorage = Locked(Self.contextLogger(logger, name: name))
         self.handlers = try HandlerTable(preference: fdMonitor, simulatedRingErrno: simulatedRingErrno)
         do {
             self.glibTimer = try GLibTimerFD()
@@ -348,6 +355,30 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         notify()
     }
 
+    /// Runs `body` once on the main actor, as a one-shot BH of a context
+    /// whose callbacks run on the main thread: one attached to the default
+    /// `GMainContext` that the main thread iterates, or driven natively there.
+    ///
+    /// ```swift
+    /// ioThread.context.threadPool.submit({ try compute() }) { result in
+    ///     mainContext.scheduleOneshot(onMainActor: { model.results.append(result) })
+    /// }
+    /// ```
+    ///
+    /// Any thread may schedule it. When it runs, the context checks that it
+    /// runs on the main thread and traps, naming the context and the BH, if
+    /// not: a context driven by another thread cannot run main-actor code.
+    public func scheduleOneshot(name: String = "oneshot",
+                                onMainActor body: @escaping @MainActor @Sendable () -> Void) {
+        let contextName = self.name
+        scheduleOneshot(name: name) {
+            guard MainQueuePump.isMainThread else {
+                fatalError("AioContext '\(contextName)': the main-actor one-shot '\(name)' ran on a thread that is not the main thread; scheduleOneshot(onMainActor:) needs a context whose callbacks run on the main thread (its home is the main thread, and no other thread drives it)")
+            }
+            MainActor.assumeIsolated { body() }
+        }
+    }
+
     // MARK: Statistics
 
     /// A snapshot of the context's counters.
@@ -364,6 +395,11 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         public var busyPollHits: Int
         /// Time spent busy-polling, in ns (CPU the spins cost).
         public var busyPollNs: Int
+        /// Timer callbacks run, on every clock.
+        public var timersFired: Int = 0
+        /// fd handler dispatches: a handler found ready whose read or write
+        /// callback ran (both count once).
+        public var fdDispatches: Int = 0
     }
 
     /// The context's counters. Thread-safe; each counter is read on its own.
@@ -373,7 +409,15 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
                    blockingWaits: stats.blockingWaits.load(ordering: .relaxed),
                    iterations: stats.iterations.load(ordering: .relaxed),
                    busyPollHits: stats.busyPollHits.load(ordering: .relaxed),
-                   busyPollNs: stats.busyPollNs.load(ordering: .relaxed))
+                   busyPollNs: stats.busyPollNs.load(ordering: .relaxed),
+                   timersFired: timerLists.reduce(0) { $0 + $1.fired.load(ordering: .relaxed) },
+                   fdDispatches: stats.fdDispatches.load(ordering: .relaxed))
+    }
+
+    /// The counters of the context's thread pool, all zero if the pool was
+    /// never used (reading them does not create it). Thread-safe.
+    public var threadPoolStatistics: ThreadPool.Statistics {
+        poolStorage.withLock { $0 }?.statistics ?? ThreadPool.Statistics()
     }
 
     /// A one-line dump of the wake-up state, for watchdogs and bug reports:
@@ -410,23 +454,31 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         return names
     }
 
-    // MARK: Warnings
+    // MARK: Logging
 
-    /// Receives the context's warnings; the default writes them to stderr.
-    /// Thread-safe.
-    public var warningHandler: @Sendable (String) -> Void {
-        get { warningSink.withLock { $0 } }
-        set { warningSink.withLock { $0 = newValue } }
+    /// Where the context logs: warnings about misuse it detected (a
+    /// descriptor closed while registered, a handler that makes the loop
+    /// spin, a thread-pool worker that could not start) and the fd monitor
+    /// fallback, at `.warning`; nothing on any fast path.
+    ///
+    /// The default is `Logger(label: "aio")`, so messages go wherever the
+    /// program bootstrapped swift-log (`LoggingSystem.bootstrap`), or to
+    /// standard error if it did not. Setting a logger keeps the metadata
+    /// `aio.context` (the context's name) on it. Thread-safe.
+    public var logger: Logger {
+        get { loggerStorage.withLock { $0 } }
+        set { loggerStorage.withLock { $0 = Self.contextLogger(newValue, name: name) } }
+    }
+
+    static func contextLogger(_ base: Logger?, name: String) -> Logger {
+        var logger = base ?? Logger(label: "aio")
+        logger[metadataKey: "aio.context"] = "\(name)"
+        return logger
     }
 
     func warn(_ message: String) {
-        let sink = warningSink.withLock { $0 }
-        sink(message)
-    }
-
-    @Sendable static func printWarning(_ message: String) {
-        let line = "warning: " + message + "\n"
-        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+        let logger = loggerStorage.withLock { $0 }
+        logger.warning("\(message)")
     }
 
     // MARK: Teardown
@@ -498,6 +550,8 @@ final class Counters: Sendable {
     /// Written by the owner (RMW: rare, and owners change).
     let busyPollHits = Atomic<Int>(0)
     let busyPollNs = Atomic<Int>(0)
+    /// Written by the owner only.
+    let fdDispatches = Atomic<Int>(0)
 
     @inline(__always)
     static func bump(_ counter: borrowing Atomic<Int>) {

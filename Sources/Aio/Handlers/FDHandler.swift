@@ -273,6 +273,7 @@ extension AioContext {
                 }
             }
             markDispatched(node)
+            Counters.bump(stats.fdDispatches)
         }
         return progress
     }

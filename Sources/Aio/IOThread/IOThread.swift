@@ -25,7 +25,7 @@ public final class IOThread: @unchecked Sendable {
     /// Creates the IOThread and its context; the thread is not started.
     /// The context busy-polls for up to ``defaultPollMaxNs`` before it sleeps
     /// (``AioContext/pollMaxNs``; set it to 0 to turn that off).
-    /// `fdMonitor` as in ``AioContext/init(name:fdMonitor:)``.
+    /// `fdMonitor` as in ``AioContext/init(name:fdMonitor:logger:)``.
     /// Throws if the context's eventfds (or the forced monitor) cannot be had.
     public init(name: String, fdMonitor: FDMonitorKind? = nil) throws(AioError) {
         self.name = name

@@ -5,7 +5,7 @@ import Glibc
 ///
 /// Chosen when the context is made: io_uring when the kernel gives the
 /// process a ring, else ppoll that switches to epoll from 64 registered fds.
-/// ``AioContext/init(name:fdMonitor:)`` and the `AIO_FDMON` environment
+/// ``AioContext/init(name:fdMonitor:logger:)`` and the `AIO_FDMON` environment
 /// variable (`poll`, `epoll`, `io_uring`) force one.
 public enum FDMonitorKind: String, Sendable, CaseIterable {
     /// ppoll(2) over an array rebuilt each wait: O(registered fds) per wait.

@@ -10,6 +10,7 @@ public struct RingCompletion: Sendable, Equatable {
     /// The completion's flags (`IORING_CQE_F_*`).
     public var flags: UInt32
 
+    /// A completion with the given result and flags (for tests and adapters).
     public init(result: Int32, flags: UInt32) {
         self.result = result
         self.flags = flags
@@ -104,7 +105,7 @@ extension AioContext {
     /// several completions (multishot, zero-copy send) gets `completion`
     /// once per completion; the last has `IORING_CQE_F_MORE` clear.
     ///
-    /// Throws ``AioError/noRing`` if the context has no ring.
+    /// Throws ``AioError/noRing(context:)`` if the context has no ring.
     @discardableResult
     public func submit(
         _ prepare: (inout io_uring_sqe) -> Void,

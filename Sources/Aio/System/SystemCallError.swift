@@ -11,6 +11,7 @@ public struct SystemCallError: Error, Equatable, CustomStringConvertible, Sendab
     /// The `errno` value it left.
     public let errno: Int32
 
+    /// The failure of `call`, with the `errno` it left.
     public init(call: String, errno: Int32) {
         self.call = call
         self.errno = errno

@@ -49,6 +49,8 @@ public final class ThreadPool: @unchecked Sendable {
     /// Under `lock`. Set when shutdown() starts: later submissions are
     /// cancelled at once.
     private var isShuttingDown = false
+    /// Under `lock`: the counters of ``statistics``.
+    private var counts = Statistics()
 
     init(context: AioContext) {
         self.context = context
@@ -100,6 +102,37 @@ public final class ThreadPool: @unchecked Sendable {
     /// Requests submitted whose completion has not run yet. Thread-safe.
     public var outstandingCount: Int { lock.withLock { outstanding.count } }
 
+    /// A snapshot of the pool's counters.
+    public struct Statistics: Sendable, Equatable {
+        /// Requests submitted.
+        public var submitted = 0
+        /// Requests waiting for a worker now.
+        public var queued = 0
+        /// Requests running on a worker now.
+        public var running = 0
+        /// Completions delivered: results, errors and cancellations.
+        public var completed = 0
+        /// Of the completions delivered, requests cancelled before they ran.
+        public var cancelled = 0
+        /// Worker threads (running, idle, or starting).
+        public var workers = 0
+
+        /// All zero.
+        public init() {}
+    }
+
+    /// The pool's counters, read together under its lock. A request that
+    /// has just finished may still count as running (its worker has not
+    /// taken the lock again) while its completion is delivered. Thread-safe.
+    public var statistics: Statistics {
+        lock.withLock {
+            var snapshot = counts
+            snapshot.queued = queue.count - queueHead
+            snapshot.workers = threadCount + pendingSpawns
+            return snapshot
+        }
+    }
+
     // MARK: Submitting
 
     /// Runs `work` on a worker thread and then `completion`, with its result
@@ -116,6 +149,7 @@ public final class ThreadPool: @unchecked Sendable {
         let request = TypedRequest(pool: self, work: work, completion: completion)
         let (spawn, shuttingDown): (Bool, Bool) = lock.withLock {
             outstanding.append(request)
+            counts.submitted += 1
             if isShuttingDown {
                 // During or after shutdown (e.g. from a completion that
                 // shutdown delivers): cancelled, and delivered like any other.
@@ -255,6 +289,7 @@ public final class ThreadPool: @unchecked Sendable {
         while true {
             if let request = popLocked() {
                 request.state.store(RequestState.active.rawValue, ordering: .relaxed)
+                counts.running += 1
                 // Chain spawning: a busy pool grows one worker at a time, each
                 // started from the context's thread.
                 if queueHead < queue.count && idleCount == 0 && threadCount + pendingSpawns < maxThreads && !stopping {
@@ -270,6 +305,7 @@ public final class ThreadPool: @unchecked Sendable {
                 request.state.store(RequestState.done.rawValue, ordering: .releasing)
                 completionBH.schedule()
                 lock.lock()
+                counts.running -= 1
                 continue
             }
             if stopping || threadCount > maxThreads { break }
@@ -303,6 +339,8 @@ public final class ThreadPool: @unchecked Sendable {
                 // state; the result is read only after the state says done.
                 let state = outstanding[i].state.load(ordering: .acquiring)
                 if state == RequestState.done.rawValue || state == RequestState.cancelled.rawValue {
+                    counts.completed += 1
+                    if state == RequestState.cancelled.rawValue { counts.cancelled += 1 }
                     return (outstanding.remove(at: i), state)
                 }
             }
@@ -313,7 +351,14 @@ public final class ThreadPool: @unchecked Sendable {
 
 /// Where a request is. QEMU: `THREAD_QUEUED`, `THREAD_ACTIVE`, `THREAD_DONE`.
 public enum RequestState: UInt8, Sendable {
-    case queued, active, done, cancelled
+    /// Waiting for a worker; ``ThreadPoolRequest/cancel()`` still cancels it.
+    case queued
+    /// Running on a worker; it will complete.
+    case active
+    /// Finished; its completion runs (or ran) on the context's thread.
+    case done
+    /// Cancelled before a worker took it; its completion gets `CancellationError`.
+    case cancelled
 }
 
 /// A submitted piece of work; cancel it while it is still queued.

@@ -17,6 +17,7 @@ public struct AioInstant: Comparable, Hashable, Sendable, CustomStringConvertibl
     /// Nanoseconds since the clock's origin.
     public let nanoseconds: Int64
 
+    /// The instant `nanoseconds` after the clock's origin.
     public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
 
     public static func < (a: AioInstant, b: AioInstant) -> Bool { a.nanoseconds < b.nanoseconds }

@@ -104,6 +104,9 @@ final class TimerList: @unchecked Sendable {
         return clock == .virtual ? -1 : left
     }
 
+    /// Timer callbacks run. Written by the owner only.
+    let fired = Atomic<Int>(0)
+
     /// Runs every timer whose deadline has passed, each once, without the
     /// lock. Returns whether any ran. Owner-only.
     func runExpired() -> Bool {
@@ -132,6 +135,7 @@ final class TimerList: @unchecked Sendable {
             lock.unlock()
             #endif
             first.callback(first)
+            Counters.bump(fired)
             progress = true
             #if !AIO_FAULT_CALLBACK_AFTER_REMOVE
             lock.lock()

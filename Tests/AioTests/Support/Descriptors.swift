@@ -1,5 +1,6 @@
 import Aio
 import Glibc
+import Logging
 
 /// A pipe whose ends close when the value goes away.
 final class Pipe: @unchecked Sendable {
@@ -77,12 +78,37 @@ func raiseDescriptorLimit(to wanted: Int) {
     }
 }
 
-/// Collects a context's warnings.
+/// Collects a context's log messages at `.warning` and above, through a
+/// swift-log handler installed as the context's logger.
 final class WarningLog: @unchecked Sendable {
     private let lock = NSLockLite()
     private var lines: [String] = []
+    private var records: [(level: Logger.Level, metadata: Logger.Metadata)] = []
     func append(_ line: String) { lock.with { lines.append(line) } }
     var all: [String] { lock.with { lines } }
+    var metadata: [Logger.Metadata] { lock.with { records.map(\.metadata) } }
+
+    /// Makes `ctx` log here (the context keeps adding its own metadata).
+    func capture(_ ctx: AioContext) {
+        ctx.logger = Logger(label: "aio") { _ in Handler(log: self) }
+    }
+
+    struct Handler: LogHandler {
+        let log: WarningLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            guard event.level >= .warning else { return }
+            log.lock.with {
+                log.lines.append("\(event.message)")
+                log.records.append((event.level, metadata.merging(event.metadata ?? [:]) { $1 }))
+            }
+        }
+    }
 }
 
 /// A tiny pthread mutex for test-side state.

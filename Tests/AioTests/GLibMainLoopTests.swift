@@ -1,0 +1,74 @@
+@_spi(AioInternals) @testable import Aio
+import CGLibShim
+import Glibc
+import Testing
+
+@Suite("GLibMainLoop and main-actor one-shots")
+struct GLibMainLoopTests {
+    @Test("a quit that comes before run is not lost: the next run returns at once, and only that one")
+    func quitBeforeRun() throws {
+        let mainContext = g_main_context_new()!
+        defer { g_main_context_unref(mainContext) }
+        let loop = GLibMainLoop(context: mainContext)
+        loop.quit()
+        let dog = Watchdog(seconds: 10, "run after an early quit", kick: { loop.quit() })
+        loop.run()
+        #expect(!dog.disarm(), "run() slept through a quit made before it")
+        #expect(!loop.isRunning)
+
+        // The quit was consumed: a second run blocks until the next quit.
+        let quitter = try NativeThread(name: "quitter") {
+            usleep(50_000)
+            loop.quit()
+        }
+        let started = nowSeconds()
+        loop.run()
+        quitter.join()
+        #expect(nowSeconds() - started >= 0.04, "the early quit ended two runs")
+    }
+
+    @Test("quit from other threads ends a run in which GLib sources and an attached context keep working")
+    func quitFromAnotherThread() throws {
+        let mainContext = g_main_context_new()!
+        defer { g_main_context_unref(mainContext) }
+        let loop = GLibMainLoop(context: mainContext)
+        let ctx = try AioContext(name: "looped")
+        let loopThread = try NativeThread(name: "glib-loop") {
+            ctx.setHomeThread()
+            precondition(g_main_context_acquire(loop.context) != 0, "the loop thread acquires its GMainContext")
+            ctx.attach(to: loop.context)
+            g_main_context_release(loop.context)
+            loop.run()
+            ctx.detach()
+        }
+        let ran = Counter()
+        let dog = Watchdog(seconds: 20, "BHs through GLibMainLoop", state: { ctx.debugState }, kick: { loop.quit() })
+        for _ in 0..<1_000 {
+            let before = ran.count
+            ctx.scheduleOneshot { ran.increment() }
+            while ran.count == before && !dog.hasFired { sched_yield() }
+        }
+        #expect(loop.isRunning)
+        loop.quit()
+        loopThread.join()
+        #expect(!dog.disarm())
+        #expect(ran.count == 1_000)
+    }
+
+    @Test("a main-actor one-shot on a context driven off the main thread traps, naming the context and the rule")
+    func mainActorOneshotOffMainTraps() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let ready = TestEvent()
+            let thread = try! NativeThread(name: "not-main") {
+                let ctx = try! AioContext(name: "worker-home")
+                ctx.scheduleOneshot(name: "update-ui", onMainActor: { print("must not run") })
+                ready.signal()
+                while true { ctx.poll(blocking: true) }
+            }
+            _ = ready.wait(seconds: 10)
+            thread.join()
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("AioContext 'worker-home': the main-actor one-shot 'update-ui' ran on a thread that is not the main thread"))
+    }
+}
