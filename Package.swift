@@ -31,6 +31,7 @@ let package = Package(
         .default(enabledTraits: []),
     ],
     dependencies: [
+        // The library needs 1.6; the tests' LogHandler implements log(event:) (1.16).
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),

@@ -2,10 +2,11 @@
 # Adding swift-aio to a new package pulls only what the products it uses
 # need. Three scratch packages under .build/dependency-check depend on this
 # checkout by path, as a user's package would by URL, and each is built:
-#   aio-only:   product Aio                       -> fetches swift-log only
-#   metrics:    AioMetrics, trait Metrics         -> swift-log, swift-metrics
-#   lifecycle:  AioServiceLifecycle, its trait    -> swift-log, swift-service-lifecycle
+#   aio-only:   product Aio                       -> fetches exactly swift-log
+#   metrics:    AioMetrics, trait Metrics         -> exactly swift-log, swift-metrics
+#   lifecycle:  AioServiceLifecycle, its trait    -> exactly swift-log, swift-service-lifecycle
 #                                                    and what that needs
+# Each is built too, so the products compile for a dependent with their traits.
 # SwiftPM fetches every dependency a package declares unless a disabled trait
 # guards it, which is why the optional products sit behind traits.
 #
@@ -17,7 +18,7 @@ work=.build/dependency-check
 rm -rf "$work"
 
 check() {
-    local name=$1 product=$2 traits=$3 code=$4 allowed=$5
+    local name=$1 product=$2 traits=$3 code=$4 expected=$5
     local dir="$work/$name"
     mkdir -p "$dir/Sources/App"
     cat >"$dir/Package.swift" <<MANIFEST
@@ -36,15 +37,18 @@ let package = Package(
 MANIFEST
     printf '%s\n' "$code" >"$dir/Sources/App/main.swift"
     swift build --package-path "$dir" >"$dir/build.log" 2>&1 || { cat "$dir/build.log"; echo "dependency check: $name does not build" >&2; exit 1; }
-    local fetched
-    fetched=$(ls "$dir/.build/checkouts" 2>/dev/null | sort | tr '\n' ' ')
-    for package in $fetched; do
-        case " $allowed " in
-            *" $package "*) ;;
-            *) echo "dependency check: $name (product $product) fetched $package; allowed: $allowed" >&2; exit 1 ;;
-        esac
-    done
-    echo "dependency check: $name (product $product) fetched: ${fetched:-nothing}"
+    if [ ! -d "$dir/.build/checkouts" ]; then
+        echo "dependency check: $name: no .build/checkouts after the build (has SwiftPM's layout changed?)" >&2
+        exit 1
+    fi
+    local fetched want
+    fetched=$(find "$dir/.build/checkouts" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort | xargs)
+    want=$(printf '%s\n' $expected | sort | xargs)
+    if [ "$fetched" != "$want" ]; then
+        echo "dependency check: $name (product $product) fetched [$fetched]; expected exactly [$want]" >&2
+        exit 1
+    fi
+    echo "dependency check: $name (product $product) fetched exactly: $fetched"
 }
 
 check aio-only Aio "" \

@@ -27,9 +27,14 @@ for signal in TERM INT; do
         grep -q "^in flight: " "$log" && break
         sleep 0.1
     done
-    grep -q "^in flight: " "$log" || { cat "$log"; echo "service-test: no work in flight after 20 s" >&2; kill -KILL $pid; exit 1; }
+    if ! grep -q "^in flight: " "$log"; then
+        cat "$log"; echo "service-test: no work in flight after 20 s" >&2
+        pkill -KILL -P $pid || true   # the daemon (timeout's child), then timeout
+        kill -KILL $pid 2>/dev/null || true
+        exit 1
+    fi
     sent=$(date +%s%N)
-    kill -"$signal" $pid
+    kill -"$signal" $pid   # timeout passes TERM and INT on to the daemon
     status=0
     wait $pid || status=$?
     took_ms=$(( ($(date +%s%N) - sent) / 1000000 ))
@@ -37,8 +42,10 @@ for signal in TERM INT; do
         cat "$log"; echo "service-test: SIG$signal: exit status $status" >&2; exit 1
     fi
     line=$(grep "^shut down: " "$log") || { cat "$log"; echo "service-test: no summary" >&2; exit 1; }
-    # shut down: submitted S, completed C, cancelled K, failed F, delivered D
-    read -r submitted completed cancelled failed delivered < <(echo "$line" | sed -E 's/[^0-9]+/ /g')
+    summary='^shut down: submitted ([0-9]+), completed ([0-9]+), cancelled ([0-9]+), failed ([0-9]+), delivered ([0-9]+)$'
+    [[ $line =~ $summary ]] || { cat "$log"; echo "service-test: unreadable summary: $line" >&2; exit 1; }
+    submitted=${BASH_REMATCH[1]} completed=${BASH_REMATCH[2]} cancelled=${BASH_REMATCH[3]}
+    failed=${BASH_REMATCH[4]} delivered=${BASH_REMATCH[5]}
     if [ "$delivered" -ne "$submitted" ] || [ "$failed" -ne 0 ] || [ "$completed" -eq 0 ] || [ "$cancelled" -eq 0 ]; then
         cat "$log"; echo "service-test: SIG$signal: the counts do not add up: $line" >&2; exit 1
     fi

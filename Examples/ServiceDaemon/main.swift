@@ -78,12 +78,15 @@ nonisolated func printProgress(_ data: gpointer?) -> gboolean {
     }
     return 1  // G_SOURCE_CONTINUE
 }
+// The timeout lives as long as the process, and the retain keeps the ledger for it.
 g_timeout_add(200, printProgress, Unmanaged.passRetained(ledger).toOpaque())
 
 produce(on: io.context, ledger: ledger, batch: 64)
 
+// Reverse order at shutdown: the IOThread drains its pool first, while the
+// GLib loop (listed first, stopped last) still runs.
 let group = ServiceGroup(
-    services: [io, glib],
+    services: [glib, io],
     gracefulShutdownSignals: [.sigterm, .sigint],
     logger: logger)
 try await group.run()

@@ -36,6 +36,14 @@ import CoreMetrics
 /// The names start with `prefix` (default `aio`) instead when one is given.
 /// Reading the counters is a few atomic loads and the pool's lock; nothing
 /// is added to the context's fast paths.
+///
+/// - **One reporter per context and backend.** Each reporter adds what
+///   changed since *its* last report; two reporters of one context with the
+///   same labels count everything twice.
+/// - **Keep a reference** while it should report: a reporter that goes away
+///   stops its timer (``start(every:)`` does not keep it alive).
+/// - The timer fires only while the context is driven (natively, by an
+///   `IOThread`, or by GLib).
 public final class AioMetricsReporter: Sendable {
     /// The context reported on.
     public let context: AioContext

@@ -1,7 +1,9 @@
 #if ServiceLifecycle
 @_spi(AioInternals) import Aio
 import CGLibShim
+import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// An `IOThread` as a swift-service-lifecycle `Service`.
 ///
@@ -11,39 +13,60 @@ import ServiceLifecycle
 /// on the IOThread:
 /// - the thread pool is shut down: requests still queued are cancelled (their
 ///   completions get `CancellationError`), running ones finish, and every
-///   completion is delivered ( `ThreadPool/shutdown()` );
+///   completion is delivered (`ThreadPool.shutdown()`);
 /// - the BHs already scheduled run, and the thread exits.
 ///
 /// ```swift
 /// let io = try IOThreadService(name: "io")
-/// let group = ServiceGroup(services: [io], gracefulShutdownSignals: [.sigterm],
-///                          logger: logger)
+/// let group = ServiceGroup(services: [GLibMainLoopService(), io],
+///                          gracefulShutdownSignals: [.sigterm], logger: logger)
 /// try await group.run()
 /// ```
+///
+/// - **Order:** a `ServiceGroup` shuts its services down in reverse order.
+///   List a ``GLibMainLoopService`` *before* the IOThread services whose
+///   completions go back to a context attached to its loop: the IOThreads
+///   then drain their pools while the GLib loop still runs to receive what
+///   they send home.
+/// - **Running work is waited for**, however long it takes: shutdown does not
+///   interrupt a job on a worker. A job that waits for something the group
+///   has already shut down waits forever; a group with a
+///   `maximumCancellationDuration` then ends the program.
 ///
 /// Work can be sent to ``context`` before the group runs (one-shots run once
 /// the thread has started). Submit pool work from the context's thread, as
 /// always: from a BH or a one-shot on ``context``.
 public final class IOThreadService: Service, Sendable {
-    /// The IOThread; the service starts, stops and joins it.
-    public let ioThread: IOThread
+    /// The IOThread; only the service starts and stops it (a loop stopped
+    /// behind its back could not drain the pool at shutdown).
+    private let ioThread: IOThread
+    private let started = Atomic<Bool>(false)
+
     /// The IOThread's context.
     public var context: AioContext { ioThread.context }
 
-    /// Makes the IOThread (not started); `fdMonitor` as in `IOThread`.
-    public init(name: String, fdMonitor: FDMonitorKind? = nil) throws(AioError) {
-        ioThread = try IOThread(name: name, fdMonitor: fdMonitor)
+    /// Makes the IOThread (not started); `fdMonitor` and `logger` as in
+    /// `AioContext.init(name:fdMonitor:logger:)`.
+    public init(name: String, fdMonitor: FDMonitorKind? = nil, logger: Logger? = nil) throws(AioError) {
+        ioThread = try IOThread(name: name, fdMonitor: fdMonitor, logger: logger)
     }
 
     /// Runs the IOThread until graceful shutdown or cancellation, then shuts
     /// its pool down and stops it. Returns when the thread has exited and
-    /// every pool completion has been delivered. Call once.
+    /// every pool completion has been delivered. Call once: a second call
+    /// traps.
     public func run() async throws {
+        guard !started.exchange(true, ordering: .relaxed) else {
+            fatalError("IOThreadService '\(ioThread.name)': run() called twice; a service runs once")
+        }
         try ioThread.start()
         // A cancellation ends the wait as a graceful shutdown does: either
         // way the pool's completions must all be delivered before we return.
         try? await gracefulShutdown()
         let context = ioThread.context
+        // Also a pool nobody used yet (creating one costs two BHs, no
+        // thread): a submission racing the shutdown is then cancelled and
+        // delivered, instead of outliving the context.
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             context.scheduleOneshot(name: "\(context.name)/service-shutdown") {
                 context.threadPool.shutdown()
@@ -58,15 +81,17 @@ public final class IOThreadService: Service, Sendable {
 
 /// A GLib main loop (`GLibMainLoop`) as a swift-service-lifecycle
 /// `Service`: `run()` iterates the loop's `GMainContext` on a thread of its
-/// own until graceful shutdown or cancellation, then quits the loop and
-/// returns once the thread is done.
+/// own until graceful shutdown or cancellation, then stops and returns once
+/// the thread is done. A `quit()` of the loop from elsewhere also ends it.
 ///
 /// Contexts attached to the loop's `GMainContext` keep running while it
-/// runs; GLib sources (D-Bus, GIO) work as in any GLib program.
+/// runs; GLib sources (D-Bus, GIO) work as in any GLib program. List it
+/// before the ``IOThreadService``s that send work home to it (see there).
 public final class GLibMainLoopService: Service, Sendable {
-    /// The loop the service runs; any thread may also `GLibMainLoop/quit()` it.
+    /// The loop the service runs; any thread may also `quit()` it.
     public let loop: GLibMainLoop
     private let threadName: String
+    private let started = Atomic<Bool>(false)
 
     /// A service running `loop` (by default one over GLib's default
     /// `GMainContext`) on a thread named `threadName`.
@@ -75,22 +100,26 @@ public final class GLibMainLoopService: Service, Sendable {
         self.threadName = threadName
     }
 
-    /// Runs the loop until graceful shutdown or cancellation; returns once
-    /// its thread has left the loop. If the loop is quit by someone else
-    /// first, returns then. Call once.
+    /// Runs the loop until graceful shutdown or cancellation (which stop it
+    /// without leaving a quit behind for the loop's next run), or until the
+    /// loop takes a quit; returns once its thread has left the loop. Call
+    /// once: a second call traps.
     public func run() async throws {
+        guard !started.exchange(true, ordering: .relaxed) else {
+            fatalError("GLibMainLoopService '\(threadName)': run() called twice; a service runs once")
+        }
         let loop = self.loop
         let ended = LoopEnd()
         let thread = try NativeThread(name: threadName) {
-            loop.run()
+            // [service-stop] Acquiring, pairs with the releasing store below.
+            _ = loop.run(until: { ended.stopRequested.load(ordering: .acquiring) })
             ended.signal()
         }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 try? await gracefulShutdown()
-                // Not when the loop already ended (quit by someone else): a
-                // quit is kept for the next run, which must not get it.
-                if !ended.isSignalled { loop.quit() }
+                ended.stopRequested.store(true, ordering: .releasing)
+                loop.wakeUp()
             }
             await ended.wait()
             group.cancelAll()
@@ -99,8 +128,10 @@ public final class GLibMainLoopService: Service, Sendable {
     }
 }
 
-/// A one-time signal from a thread to a task.
+/// A one-time signal from a thread to a task, and the task's request that
+/// the thread stop.
 private final class LoopEnd: Sendable {
+    let stopRequested = Atomic<Bool>(false)
     private let state = Locked(State())
     private struct State {
         var ended = false
@@ -116,8 +147,6 @@ private final class LoopEnd: Sendable {
         }
         waiter?.resume()
     }
-
-    var isSignalled: Bool { state.withLock { $0.ended } }
 
     func wait() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

@@ -27,6 +27,47 @@ struct GLibMainLoopTests {
         #expect(nowSeconds() - started >= 0.04, "the early quit ended two runs")
     }
 
+    @Test("with two threads in run, each quit ends exactly one of them, and no quit is left over")
+    func twoRunnersOneQuitEach() throws {
+        let mainContext = g_main_context_new()!
+        defer { g_main_context_unref(mainContext) }
+        let loop = GLibMainLoop(context: mainContext)
+        // An idle source keeps both runners iterating (taking turns at the
+        // context), which is when both could see the same quit.
+        let idle = g_idle_source_new()!
+        g_source_set_callback(idle, { _ in 1 }, nil, nil)
+        g_source_attach(idle, mainContext)
+        defer { g_source_destroy(idle); g_source_unref(idle) }
+        let returns = Counter()
+        let runners = try (0..<2).map { i in
+            try NativeThread(name: "runner-\(i)") {
+                loop.run()
+                returns.increment()
+            }
+        }
+        let dog = Watchdog(seconds: 20, "two runners", kick: { loop.quit(); loop.quit() })
+        while !loop.isRunning && !dog.hasFired { sched_yield() }
+        usleep(20_000)
+        loop.quit()
+        let deadline = nowSeconds() + 10
+        while returns.count < 1 && nowSeconds() < deadline { usleep(1_000) }
+        usleep(50_000)  // time for a second runner to (wrongly) take the same quit
+        #expect(returns.count == 1, "one quit ended \(returns.count) runs")
+        loop.quit()
+        for runner in runners { runner.join() }
+        #expect(!dog.disarm())
+        #expect(returns.count == 2)
+        // Nothing left over: a new run blocks until the next quit.
+        let quitter = try NativeThread(name: "late-quit") {
+            usleep(50_000)
+            loop.quit()
+        }
+        let started = nowSeconds()
+        loop.run()
+        quitter.join()
+        #expect(nowSeconds() - started >= 0.04, "a quit was left over")
+    }
+
     @Test("quit from other threads ends a run in which GLib sources and an attached context keep working")
     func quitFromAnotherThread() throws {
         let mainContext = g_main_context_new()!

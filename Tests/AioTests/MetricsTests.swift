@@ -8,7 +8,10 @@ import Testing
 @Suite("AioMetrics: the context's statistics as swift-metrics")
 struct MetricsTests {
     @Test("counters equal the context's and the pool's statistics; gauges record the pool's state", arguments: Driver.allCases)
-    func countersMatchStatistics(driver: Driver) async throws {
+    func countersMatchStatistics(driver: Driver) throws {
+        // Synchronous on purpose: its waits block the calling thread, which in
+        // an async test would be one of the few cooperative threads that the
+        // other suites' continuations need (a starved resume stalled it).
         let metrics = TestMetrics()
         let loop = try LoopThread(driver, name: "metered-\(driver)")
         let ctx = loop.ctx
@@ -26,19 +29,26 @@ struct MetricsTests {
         for timer in timers { timer.schedule(after: .microseconds(100)) }
         let pipe = Pipe()
         let reads = Counter()
+        let delivered = Counter()
         try ctx.setHandler(for: pipe.readFD, name: "reader", read: {
             pipe.drain()
             reads.increment()
         })
-        let dog = loop.harness.watchdog(25, "metrics workload")
+        // Which wait is in progress, for the watchdog's message.
+        let stage = Locked("BHs, timers")
+        let dog = Watchdog(seconds: 25, "metrics workload", state: {
+            "stage: \(stage.withLock { $0 }); BHs run \(ran.count)/100, timers fired \(fired.count)/10, reads \(reads.count), pool delivered \(delivered.count), pool \(ctx.threadPoolStatistics); \(ctx.debugState)"
+        }, kick: { loop.harness.unblock() })
+        stage.withLock { $0 = "fd dispatches" }
         for _ in 0..<20 {
             let before = reads.count
             pipe.write()
             while reads.count == before && !dog.hasFired { usleep(100) }
         }
         let gate = TestEvent()
-        let delivered = Counter()
-        await loop.onLoop {
+        stage.withLock { $0 = "pool submissions (a BH)" }
+        let submitted = TestEvent()
+        ctx.scheduleOneshot {
             let pool = ctx.threadPool
             pool.setThreadLimits(minimum: 0, maximum: 1)
             var requests: [ThreadPoolRequest] = []
@@ -46,7 +56,10 @@ struct MetricsTests {
                 requests.append(pool.submit({ if i == 0 { _ = gate.wait(seconds: 30) } }, completion: { _ in delivered.increment() }))
             }
             for request in requests[8...] { request.cancel() }
+            submitted.signal()
         }
+        #expect(submitted.wait(seconds: 20), "the submitting BH did not run")
+        stage.withLock { $0 = "BHs, timers, cancellations delivered, worker blocked" }
         // Until the worker holds job 0 and jobs 1-7 wait behind it.
         func blocked() -> Bool {
             let pool = ctx.threadPoolStatistics
@@ -60,9 +73,18 @@ struct MetricsTests {
         #expect(runningWhileBlocked == 1)
         #expect(queuedWhileBlocked == 7)
         gate.signal()
-        while delivered.count < 16 && !dog.hasFired { usleep(1_000) }
+        stage.withLock { $0 = "every pool job delivered" }
+        while (delivered.count < 16 || ctx.threadPoolStatistics.running > 0) && !dog.hasFired { usleep(1_000) }
         #expect(!dog.disarm())
         ctx.removeHandler(for: pipe.readFD)
+        let shutDown = TestEvent()
+        ctx.scheduleOneshot {
+            ctx.threadPool.shutdown()
+            shutDown.signal()
+        }
+        #expect(shutDown.wait(seconds: 20), "the pool did not shut down")
+        // Stopped: the counters hold still while they are compared.
+        loop.stop()
         reporter.report()
         reporter.report()  // nothing new: no counter grows twice
 
@@ -84,8 +106,6 @@ struct MetricsTests {
         #expect(pool.submitted == 16 && pool.completed == 16 && pool.cancelled == 8)
         #expect(try metrics.expectGauge("aio_pool_jobs_queued", dims).lastValue == 0)
         #expect(try metrics.expectGauge("aio_pool_jobs_running", dims).lastValue == 0)
-        await loop.onLoop { ctx.threadPool.shutdown() }
-        loop.stop()
     }
 
     @Test("start(every:) reports from a timer on the context while it runs; stop() reports the final counts")

@@ -81,6 +81,7 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
         if flags.load(ordering: .relaxed) & BHFlags.oneshot == 0 { core.release() }
     }
 
+    /// A one-line description for logs and debugging.
     public var description: String { "BottomHalf('\(name)')" }
 
     /// Runs the callback. Owner-only.

@@ -271,6 +271,7 @@ public final class AioTaskExecutor: TaskExecutor, CustomStringConvertible {
         context.enqueueJob(UnownedJob(job), taskExecutor: asUnownedTaskExecutor())
     }
 
+    /// A one-line description for logs and debugging.
     public var description: String { "AioTaskExecutor('\(context.name)')" }
 }
 

@@ -47,6 +47,7 @@ public final class AsyncMutex: Sendable, CustomStringConvertible {
         self.name = name
     }
 
+    /// A one-line description for logs and debugging.
     public var description: String { "AsyncMutex('\(name)')" }
 
     /// Who holds the mutex: a task, or (for a ``tryLock()`` made outside any

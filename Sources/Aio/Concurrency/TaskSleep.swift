@@ -59,6 +59,7 @@ public struct AioContextClock: Clock, CustomStringConvertible {
         try await context.sleep(until: deadline, clock: kind)
     }
 
+    /// A one-line description for logs and debugging.
     public var description: String { "AioContextClock('\(context.name)', \(kind))" }
 }
 

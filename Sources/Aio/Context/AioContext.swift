@@ -250,6 +250,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         #endif
     }
 
+    /// A one-line description for logs and debugging.
     public var description: String { "AioContext('\(name)')" }
 
     /// Makes the calling thread the context's home thread: the thread that may
@@ -360,14 +361,22 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// `GMainContext` that the main thread iterates, or driven natively there.
     ///
     /// ```swift
-    /// ioThread.context.threadPool.submit({ try compute() }) { result in
-    ///     mainContext.scheduleOneshot(onMainActor: { model.results.append(result) })
+    /// io.context.scheduleOneshot {                  // the pool is used from its context's thread
+    ///     io.context.threadPool.submit({ try compute() }) { result in
+    ///         home.scheduleOneshot(onMainActor: { model.results.append(result) })
+    ///     }
     /// }
     /// ```
     ///
     /// Any thread may schedule it. When it runs, the context checks that it
     /// runs on the main thread and traps, naming the context and the BH, if
     /// not: a context driven by another thread cannot run main-actor code.
+    ///
+    /// It runs wherever the context's BHs run, nested polls included: main
+    /// actor code that polls this context (`waitWhile`, a nested `poll`, a
+    /// nested GLib iteration) runs the one-shots queued meanwhile inside it,
+    /// as a nested `g_main_context_iteration` would run a GLib idle. Do not
+    /// poll while main-actor state is borrowed.
     public func scheduleOneshot(name: String = "oneshot",
                                 onMainActor body: @escaping @MainActor @Sendable () -> Void) {
         let contextName = self.name

@@ -46,26 +46,57 @@ public final class GLibMainLoop: @unchecked Sendable {
         g_main_context_unref(context)
     }
 
-    /// Iterates the context, sleeping when it has nothing to do, until
-    /// ``quit()`` is called (or returns at once if a quit came since the
-    /// last run). Any thread; the thread must be able to acquire the
-    /// `GMainContext` (GLib's rule: one thread iterates it at a time).
+    /// Iterates the context, sleeping when it has nothing to do, until it
+    /// takes a ``quit()`` (at once if one is pending). Any thread; the
+    /// thread must be able to acquire the `GMainContext` (GLib's rule: one
+    /// thread iterates it at a time; while another thread holds it, GLib
+    /// waits for it, and a quit cannot end that wait).
     public func run() {
+        _ = run(until: { false })
+    }
+
+    /// ``run()``, which also returns when `stopped` is true; it is checked
+    /// after each iteration, so whoever makes it true calls ``wakeUp()``
+    /// afterwards. Returns whether it took a quit (false: `stopped`). For
+    /// drivers that stop a loop without leaving a quit behind.
+    @_spi(AioInternals) public func run(until stopped: () -> Bool) -> Bool {
         runs.wrappingAdd(1, ordering: .relaxed)
         defer { runs.wrappingSubtract(1, ordering: .relaxed) }
-        // [loop-quit] Acquiring, pairs with quit()'s releasing add: what the
-        // quitting thread did before quit() is visible after run() returns.
-        while pendingQuits.load(ordering: .acquiring) == 0 {
+        while true {
+            if takeQuit() { return true }
+            if stopped() { return false }
             // A quit between the check and the sleep is not slept through:
             // quit() wakes the context after adding, and a wakeup that comes
             // before the poll makes the poll return at once.
             g_main_context_iteration(context, 1)
         }
-        pendingQuits.wrappingSubtract(1, ordering: .relaxed)
     }
 
-    /// Makes the current ``run()`` return after its current iteration, or
-    /// the next one if none is running. Thread-safe; never blocks.
+    /// Takes one pending quit, if any. Each quit ends exactly one run: with
+    /// two threads in `run()` (or a nested run), one quit ends one of them.
+    private func takeQuit() -> Bool {
+        // [loop-quit] Acquiring, pairs with quit()'s releasing add: what the
+        // quitting thread did before quit() is visible after run() returns.
+        var pending = pendingQuits.load(ordering: .acquiring)
+        while pending > 0 {
+            let (taken, current) = pendingQuits.compareExchange(
+                expected: pending, desired: pending - 1, ordering: .acquiring)
+            if taken { return true }
+            pending = current
+        }
+        return false
+    }
+
+    /// Wakes the thread in ``run()`` so that it re-checks its conditions.
+    /// Thread-safe; never blocks.
+    @_spi(AioInternals) public func wakeUp() {
+        g_main_context_wakeup(context)
+    }
+
+    /// Makes one ``run()`` return after its current iteration: the current
+    /// one, or the next if none is running. With several runs at once
+    /// (threads, or a run nested in a callback), each quit ends one of them
+    /// (`g_main_loop_quit` ends them all). Thread-safe; never blocks.
     public func quit() {
         pendingQuits.wrappingAdd(1, ordering: .releasing)
         g_main_context_wakeup(context)

@@ -43,6 +43,7 @@ public final class MainQueuePump: @unchecked Sendable {
 
     /// Why the pump cannot run.
     public struct Unavailable: Error, CustomStringConvertible, Sendable {
+        /// Why the pump cannot be installed, and what to do instead.
         public let description: String
     }
 

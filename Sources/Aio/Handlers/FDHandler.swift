@@ -260,20 +260,24 @@ extension AioContext {
                 if revents == 0 { continue }
             }
             #endif
+            var ran = false
             if revents & Readiness.invalid != 0 {
                 dispatchInvalid(node)
-                progress = true
+                ran = true
             } else {
                 noteHangup(node, revents: revents)
                 if revents & Readiness.forRead != 0, let read = node.read {
-                    if runClaimed(node, read) { progress = true }
+                    if runClaimed(node, read) { ran = true }
                 }
                 if revents & Readiness.forWrite != 0, let write = node.write {
-                    if runClaimed(node, write) { progress = true }
+                    if runClaimed(node, write) { ran = true }
                 }
             }
             markDispatched(node)
-            Counters.bump(stats.fdDispatches)
+            if ran {
+                progress = true
+                Counters.bump(stats.fdDispatches)
+            }
         }
         return progress
     }

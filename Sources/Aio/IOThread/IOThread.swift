@@ -1,5 +1,6 @@
 import CGLibShim
 import Glibc
+import Logging
 import Synchronization
 
 /// A named thread that owns an AioContext and runs `poll(blocking: true)` on
@@ -25,11 +26,11 @@ public final class IOThread: @unchecked Sendable {
     /// Creates the IOThread and its context; the thread is not started.
     /// The context busy-polls for up to ``defaultPollMaxNs`` before it sleeps
     /// (``AioContext/pollMaxNs``; set it to 0 to turn that off).
-    /// `fdMonitor` as in ``AioContext/init(name:fdMonitor:logger:)``.
+    /// `fdMonitor` and `logger` as in ``AioContext/init(name:fdMonitor:logger:)``.
     /// Throws if the context's eventfds (or the forced monitor) cannot be had.
-    public init(name: String, fdMonitor: FDMonitorKind? = nil) throws(AioError) {
+    public init(name: String, fdMonitor: FDMonitorKind? = nil, logger: Logger? = nil) throws(AioError) {
         self.name = name
-        self.context = try AioContext(name: name, fdMonitor: fdMonitor)
+        self.context = try AioContext(name: name, fdMonitor: fdMonitor, logger: logger)
         context.pollMaxNs = Self.defaultPollMaxNs
     }
 

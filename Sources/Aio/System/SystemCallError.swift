@@ -17,6 +17,7 @@ public struct SystemCallError: Error, Equatable, CustomStringConvertible, Sendab
         self.errno = errno
     }
 
+    /// A one-line description for logs and debugging.
     public var description: String {
         "\(call): \(String(cString: strerror(errno))) (errno \(errno))"
     }
@@ -38,6 +39,7 @@ public enum AioError: Error, Equatable, CustomStringConvertible, Sendable {
     /// offset, a count too large), named with the rule it breaks.
     case invalidArgument(String)
 
+    /// A one-line description for logs and debugging.
     public var description: String {
         switch self {
         case .system(let error): return error.description

@@ -39,6 +39,7 @@ public final class AioTimer: @unchecked Sendable, CustomStringConvertible {
         self.callback = callback
     }
 
+    /// A one-line description for logs and debugging.
     public var description: String { "AioTimer('\(name)', \(clock))" }
 
     /// Arms the timer for `instant` on its clock (re-arming if armed). A

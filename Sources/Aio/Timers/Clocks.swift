@@ -20,6 +20,7 @@ public struct AioInstant: Comparable, Hashable, Sendable, CustomStringConvertibl
     /// The instant `nanoseconds` after the clock's origin.
     public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
 
+    /// Whether `a` comes before `b` on the clock.
     public static func < (a: AioInstant, b: AioInstant) -> Bool { a.nanoseconds < b.nanoseconds }
 
     /// Saturates at Int64's range: `now + .seconds(Int64.max)` is the far
@@ -42,6 +43,7 @@ public struct AioInstant: Comparable, Hashable, Sendable, CustomStringConvertibl
         return .nanoseconds(ns)
     }
 
+    /// A one-line description for logs and debugging.
     public var description: String { "\(nanoseconds) ns" }
 }
 
