@@ -42,6 +42,18 @@
  *   N5  m >= 2: wake(): waiters.wakeAll(), under the registry lock, writes
  *       every advertised slot whose wakePending is false and sets it. One
  *       step: the registry lock orders it against takeSlot and withdraw
+ *   WRITE_OUTSIDE_LOCK (a proposed change to wakeAll): N5 splits in three.
+ *   N5a, under the registry lock: every advertised slot whose wakePending is
+ *       false gets it set and its writesInFlight raised (inFlight[i]++); the
+ *       slots to write are kept in a local set. Unlock.
+ *   N5c the eventfd write of each slot in the set (slotFd[i] = true)
+ *   N5d inFlight[i]-- (releasing), after that slot's write
+ *   The waiter's drain (dispatchAll's testAndClear, Q9 below) first waits
+ *   for inFlight[me] == 0 (acquiring; the code spins with sched_yield), so
+ *   the drain consumes the write and no write lands after it.
+ *   FAULT_DRAIN_NO_WAIT: the drain does not wait. FAULT_INFLIGHT_AFTER_UNLOCK:
+ *   the raise is a step of its own after the unlock (N5b).
+ *   FAULT_INFLIGHT_EARLY_DEC: the decrement comes before the write.
  *   Wake-pending flags (commit 5125d99; the Swift comments call this
  *   WAKE_PENDING, and it is the default here): glibPend is glibWakePending
  *   (AioContext.swift), slotPend[i] is WaitSlot.wakePending of V(i)'s slot.
@@ -73,6 +85,10 @@
  *       write can follow the withdraw). Also after an advertise that did not
  *       sleep. Merged with the ownership reacquire before it
  *   Q6  bhPoll() (run_bhs)
+ *   Q9  WRITE_OUTSIDE_LOCK only: dispatchAll drains the slot where the code
+ *       does, after the BHs: written: wait for inFlight[me] == 0, then
+ *       testAndClear. Without the switch the drain stays in Q5 (its place
+ *       does not matter when no write can follow the withdraw)
  *   Q7  (defer) memory.remember(notifyGeneration) for this thread. With
  *       V_TOKEN, V never reads its memory, so the store is left out.
  *   Q8  (defer) ownership.release()
@@ -132,7 +148,10 @@
  * flag for the GLib notifier and every slot), FAULT_PENDING_NO_RESET
  * (withdraw returns the slot's flag but does not clear it).
  * Variations that must pass: V_HOLDS_OWNERSHIP, V_TOKEN, TIMEOUTS, NV=2,
- * NPOLLS=n, WOPS=n, NO_WAKE_PENDING.
+ * NPOLLS=n, WOPS=n, NO_WAKE_PENDING, WRITE_OUTSIDE_LOCK.
+ * Write-outside-the-lock faults (with WRITE_OUTSIDE_LOCK; must fail):
+ * FAULT_DRAIN_NO_WAIT, FAULT_INFLIGHT_AFTER_UNLOCK, FAULT_INFLIGHT_EARLY_DEC.
+ * They turn the clean-slot assertion off; CLEAN_SLOT_ASSERT turns it on.
  *
  * Written for this project; not derived from QEMU's models.
  */
@@ -236,6 +255,33 @@ bool slotPend[NV];      /* WaitSlot.wakePending of V(i)'s slot */
 #endif
 #define ASSERT_SLOT_SKIP(i)     assert(!(registered[i] && SPEND(i) && !slotFd[i]))
 #endif
+/* WRITE_OUTSIDE_LOCK: WaitSlot.writesInFlight of V(i)'s slot, and the
+ * clean-slot assertion: a slot taken from the pool (Q4's takeSlot) has no
+ * readable eventfd and no write in flight. Only meaningful when writes can
+ * follow the withdraw, so only on with WRITE_OUTSIDE_LOCK; its faults turn
+ * it off (so that no_busy_wait shows the busy loop) unless
+ * CLEAN_SLOT_ASSERT, which asserts only the readable eventfd. */
+#ifdef WRITE_OUTSIDE_LOCK
+#if defined(NO_WAKE_PENDING) || defined(FAULT_SHARED_FD) || defined(FAULT_PENDING_SHARED)
+#error "WRITE_OUTSIDE_LOCK needs the per-slot wake-pending flags"
+#endif
+byte inFlight[NV];
+#if defined(FAULT_DRAIN_NO_WAIT) || defined(FAULT_INFLIGHT_AFTER_UNLOCK) || \
+    defined(FAULT_INFLIGHT_EARLY_DEC)
+#ifdef CLEAN_SLOT_ASSERT
+/* only the harm itself: a readable eventfd in a slot taken from the pool
+ * (a slot reused while a write that already landed and was drained is
+ * still counted in flight is harmless) */
+#define ASSERT_CLEAN_SLOT(i)    assert(!slotFd[i])
+#else
+#define ASSERT_CLEAN_SLOT(i)    skip
+#endif
+#else
+#define ASSERT_CLEAN_SLOT(i)    assert(!slotFd[i] && inFlight[i] == 0)
+#endif
+#else
+#define ASSERT_CLEAN_SLOT(i)    skip
+#endif
 #ifdef TIMEOUTS
 byte vTimeouts = 1;
 byte gTimeouts = 1;
@@ -283,8 +329,11 @@ byte gTimeouts = 1;
 #define GEN_BUMP        vNew[0] = true; gNew = true
 #endif
 
-inline write_registered(i)
+inline write_registered(m, i)
 {
+#ifdef WRITE_OUTSIDE_LOCK
+    m = 0;
+#endif
     i = 0;
     do
     :: i < NV ->
@@ -292,6 +341,15 @@ inline write_registered(i)
 #ifdef NO_WAKE_PENDING
         :: registered[i] -> slotFd[i] = true
         :: else -> skip
+#elif defined(WRITE_OUTSIDE_LOCK)
+        /* N5a: flag and raise under the lock; the write comes after the
+         * unlock. m becomes the set of slots to write (bit i) */
+        :: registered[i] && !SPEND(i) -> SPEND(i) = true;
+#ifndef FAULT_INFLIGHT_AFTER_UNLOCK
+            inFlight[i]++;
+#endif
+            m = m | (1 << i)
+        :: else -> ASSERT_SLOT_SKIP(i)
 #else
         :: registered[i] && !SPEND(i) -> SPEND(i) = true; slotFd[i] = true
         :: else -> ASSERT_SLOT_SKIP(i)
@@ -304,8 +362,45 @@ inline write_registered(i)
 }
 
 /* N5: waiters.wakeAll() under the registry lock */
+#ifdef WRITE_OUTSIDE_LOCK
+/* N5a; m is left holding the slots to write after the unlock */
 #define N5_WAKE_ALL(m, i) \
-    if :: m >= 2 -> write_registered(i) :: else -> skip fi; m = 0
+    if :: m >= 2 -> write_registered(m, i) :: else -> m = 0 fi
+#else
+#define N5_WAKE_ALL(m, i) \
+    if :: m >= 2 -> write_registered(m, i) :: else -> skip fi; m = 0
+#endif
+
+#ifdef WRITE_OUTSIDE_LOCK
+/* N5b-N5d for slot s, after the registry lock is released */
+inline write_one(m, s)
+{
+    if
+    :: atomic { (m & (1 << s)) ->
+#if defined(FAULT_INFLIGHT_AFTER_UNLOCK)
+           inFlight[s]++ };                     /* N5b: the raise, too late */
+       slotFd[s] = true;                        /* N5c: the write */
+       atomic { inFlight[s]--; m = m - (1 << s) }   /* N5d */
+#elif defined(FAULT_INFLIGHT_EARLY_DEC)
+           inFlight[s]--; m = m - (1 << s) };   /* N5d: the decrement, too early */
+       slotFd[s] = true                         /* N5c: the write */
+#else
+           slotFd[s] = true };                  /* N5c: the write */
+       atomic { inFlight[s]--; m = m - (1 << s) }   /* N5d: releasing */
+#endif
+    :: atomic { !(m & (1 << s)) -> skip }
+    fi
+}
+
+inline write_flagged(m)
+{
+    write_one(m, 0);
+#if NV > 1
+    write_one(m, 1);
+#endif
+    skip
+}
+#endif
 
 inline notify(m, i, was)
 {
@@ -348,6 +443,10 @@ inline notify(m, i, was)
         fi
     :: atomic { !(m & 1) -> N5_WAKE_ALL(m, i) }             /* N5 */
     fi
+#ifdef WRITE_OUTSIDE_LOCK
+    ;
+    write_flagged(m)                                        /* N5b-N5d */
+#endif
 #endif
 }
 
@@ -430,7 +529,7 @@ poll:
 #endif
     if
     :: atomic { ready -> ready = false }                    /* timeout 0 */
-    :: atomic { !ready -> registered[me] = true };          /* Q4: takeSlot */
+    :: atomic { !ready -> registered[me] = true; ASSERT_CLEAN_SLOT(me) };  /* Q4: takeSlot */
 #ifdef FAULT_WAIT_ORDER
         /* AIO_FAULT_WAIT_ORDER: the generation is read before advertising */
         ws = vNew[me];
@@ -460,6 +559,8 @@ endwait:
         ADV_V_SUB;                                          /* Q5 */
 #if defined(FAULT_NO_DRAIN)
         ws = false
+#elif defined(WRITE_OUTSIDE_LOCK)
+        skip            /* written (ws): drained in Q9, after the BHs */
 #elif defined(NO_WAKE_PENDING)
         /* woken (we waited and our fd was readable): drain it */
         atomic { if :: ws && VFD(me) -> VFD(me) = false :: else -> skip fi; ws = false }
@@ -472,6 +573,21 @@ endwait:
     fi;
     atomic { TAKE_BHS(OWN_V + me, list) };                  /* Q6: bhPoll() */
     run_taken_bhs(list, bh);
+#if defined(WRITE_OUTSIDE_LOCK) && !defined(FAULT_NO_DRAIN)
+    /* Q9: dispatchAll: written: wait until no write to the slot is in
+     * flight (blocks here), then testAndClear; then the slot goes back */
+    atomic {
+        if
+#ifdef FAULT_DRAIN_NO_WAIT
+        :: ws -> VFD(me) = false
+#else
+        :: ws && inFlight[me] == 0 -> VFD(me) = false
+#endif
+        :: !ws -> skip
+        fi;
+        ws = false
+    };
+#endif
     atomic {
 #ifndef V_TOKEN
         vNew[me] = false;                                   /* Q7: remember */

@@ -1,3 +1,4 @@
+import Glibc
 import Synchronization
 
 /// What ``AioContext/notify()`` and `BottomHalf.schedule()` touch: the
@@ -224,7 +225,29 @@ final class WaitSlot: @unchecked Sendable {
     /// wake-pending flag). Model: Models/aio_notify_gen.pml (the flags are its
     /// default; NO_WAKE_PENDING is the old code, FAULT_PENDING_* must fail).
     var wakePending = false
+    /// Notifies that set `wakePending` and have not yet finished writing
+    /// `notifier`: they write after letting the registry's lock go, so the
+    /// thread they wake does not find the lock held by its waker. The drain
+    /// waits for 0 (`drainWakeup`), so no write can land after it and leave
+    /// the fd readable for the slot's next sleep. Model:
+    /// Models/aio_notify_gen.pml, WRITE_OUTSIDE_LOCK.
+    let writesInFlight = Atomic<Int>(0)
     init() throws(AioError) { notifier = try EventNotifier() }
+
+    /// Reads (drains) the wake-up that a notify wrote while the slot was
+    /// advertised, once that notify's write has landed. Owner of the slot
+    /// only. The wait is for a notifier between its unlock and its write,
+    /// a few instructions unless it was preempted; yielding lets it run.
+    func drainWakeup() {
+        #if !AIO_FAULT_DRAIN_NO_WAIT
+        while writesInFlight.load(ordering: .acquiring) != 0 { sched_yield() }
+        #endif
+        // FAULT (AIO_FAULT_DRAIN_NO_WAIT): the drain does not wait, and a
+        // write still landing leaves the fd readable for the slot's next
+        // sleep, which nobody drains: a busy loop (Models/aio_notify_gen.pml,
+        // FAULT_DRAIN_NO_WAIT).
+        notifier.testAndClear()
+    }
     #if AIO_FAULT_SHARED_FD
     // FAULT: every native waiter sleeps on, and drains, one shared eventfd.
     init(shared: EventNotifier) { notifier = shared }
@@ -288,9 +311,10 @@ final class WaiterRegistry: @unchecked Sendable {
         return slot
     }
 
-    /// Stops waking `slot`. After this no notify writes it. Returns whether
-    /// a notify wrote it while advertised (its write is complete: writes
-    /// happen under the lock), and clears that flag: the caller drains.
+    /// Stops waking `slot`. After this no notify starts a write to it.
+    /// Returns whether a notify wrote it while advertised (that write may
+    /// still be in flight: `WaitSlot.drainWakeup` waits for it), and clears
+    /// that flag: the caller drains.
     func withdraw(_ slot: WaitSlot) -> Bool {
         lock.lock()
         defer { lock.unlock() }
@@ -316,17 +340,38 @@ final class WaiterRegistry: @unchecked Sendable {
     #endif
 
     /// Writes every advertised slot that has no wake pending; returns how
-    /// many writes it made.
+    /// many writes it made. The slots are chosen, and counted in flight,
+    /// under the lock; the writes happen after it is let go, so that a woken
+    /// thread that withdraws at once does not block on its waker.
     func wakeAll() -> Int {
         lock.lock()
-        defer { lock.unlock() }
-        var writes = 0
-        for i in advertised.indices where !advertised[i].wakePending {
-            advertised[i].wakePending = true
-            advertised[i].notifier.set()
-            writes += 1
+        let count = advertised.count
+        if count == 0 {
+            lock.unlock()
+            return 0
         }
-        return writes
+        return withUnsafeTemporaryAllocation(of: WaitSlot.self, capacity: count) { chosen in
+            var writes = 0
+            for slot in advertised where !slot.wakePending {
+                slot.wakePending = true
+                slot.writesInFlight.wrappingAdd(1, ordering: .relaxed)
+                (chosen.baseAddress! + writes).initialize(to: slot)
+                writes += 1
+            }
+            lock.unlock()
+            #if AIO_FAULT_DRAIN_NO_WAIT
+            // Widens the window between the unlock and the write, so the
+            // fault matrix sees the drain overtake it within seconds.
+            usleep(200)
+            #endif
+            for i in 0..<writes {
+                let slot = (chosen.baseAddress! + i).move()
+                slot.notifier.set()
+                // Releasing: the drain that sees 0 also sees the write.
+                slot.writesInFlight.wrappingSubtract(1, ordering: .releasing)
+            }
+            return writes
+        }
     }
 
     var debugDescription: String {

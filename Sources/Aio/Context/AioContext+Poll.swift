@@ -161,10 +161,12 @@ extension AioContext {
             _ = woken
             #if !AIO_FAULT_NO_DRAIN
             // Our own wake-up, which no other thread reads or drains: exactly
-            // one write happened since we advertised (the slot's wake-pending
-            // flag), and none can follow the withdrawal. `dispatchAll` reads
-            // it before the slot goes back to the pool, after the BHs ran, so
-            // the read(2) is not on the wake-up's latency path. Not progress.
+            // one write was started since we advertised (the slot's
+            // wake-pending flag), none starts after the withdrawal, and the
+            // one started may still be landing: `dispatchAll` drains it
+            // (`WaitSlot.drainWakeup`, which waits for it) before the slot
+            // goes back to the pool, after the BHs ran, so the read(2) is not
+            // on the wake-up's latency path. Not progress.
             mustDrain = written
             #else
             // FAULT: the wake-up is never drained; every later wait returns
@@ -224,7 +226,7 @@ extension AioContext {
             }
             progress = dispatchHandlers(slot.buffers.ready) || progress
             slot.buffers.ready.clear()
-            if drainingWakeup { slot.notifier.testAndClear() }
+            if drainingWakeup { slot.drainWakeup() }
             waiters.returnSlot(slot)
         }
         if let ring = handlers.ring, ring.hasFinished {

@@ -29,6 +29,10 @@
 // The io_uring monitor's fault (caught by MonitorTests/repeatedReadiness):
 //
 //   AIO_FAULT_URING_NO_REARM           a completed one-shot poll is never armed again
+//
+// Writes outside the registry lock (caught by aio-stress: a busy loop):
+//
+//   AIO_FAULT_DRAIN_NO_WAIT            the drain does not wait for a notify's write still landing
 import Synchronization
 
 #if AIO_FAULT_SKIP_WRITE
