@@ -267,7 +267,7 @@ bool slotPend[NV];      /* WaitSlot.wakePending of V(i)'s slot */
 #endif
 byte inFlight[NV];
 #if defined(FAULT_DRAIN_NO_WAIT) || defined(FAULT_INFLIGHT_AFTER_UNLOCK) || \
-    defined(FAULT_INFLIGHT_EARLY_DEC)
+    defined(FAULT_INFLIGHT_EARLY_DEC) || defined(FAULT_OWE_FORGOTTEN)
 #ifdef CLEAN_SLOT_ASSERT
 /* only the harm itself: a readable eventfd in a slot taken from the pool
  * (a slot reused while a write that already landed and was drained is
@@ -276,11 +276,22 @@ byte inFlight[NV];
 #else
 #define ASSERT_CLEAN_SLOT(i)    skip
 #endif
+#elif defined(ALT_OWE_DRAIN)
+/* a slot may come back with a write still landing, or landed and not yet
+ * read, only while it owes a drain */
+#define ASSERT_CLEAN_SLOT(i)    assert((!slotFd[i] && inFlight[i] == 0) || owed[i])
 #else
 #define ASSERT_CLEAN_SLOT(i)    assert(!slotFd[i] && inFlight[i] == 0)
 #endif
 #else
 #define ASSERT_CLEAN_SLOT(i)    skip
+#endif
+#ifdef ALT_OWE_DRAIN
+#ifndef WRITE_OUTSIDE_LOCK
+#error "ALT_OWE_DRAIN refines WRITE_OUTSIDE_LOCK"
+#endif
+/* WaitSlot.owesDrain: a drain found a write to the slot still in flight */
+bool owed[NV];
 #endif
 #ifdef TIMEOUTS
 byte vTimeouts = 1;
@@ -576,6 +587,25 @@ endwait:
 #if defined(WRITE_OUTSIDE_LOCK) && !defined(FAULT_NO_DRAIN)
     /* Q9: dispatchAll: written: wait until no write to the slot is in
      * flight (blocks here), then testAndClear; then the slot goes back */
+#ifdef ALT_OWE_DRAIN
+    /* Q9 (ALT_OWE_DRAIN, what the code ships): written or owed: load
+     * inFlight (acquiring), then read the fd whatever it was; a write still
+     * in flight leaves the debt for the slot's next drain instead of a wait.
+     * FAULT_OWE_FORGOTTEN: the debt is not recorded. */
+    if
+    :: atomic { (ws || owed[me]) -> ws = (inFlight[me] != 0) };
+       atomic {
+           VFD(me) = false;
+#ifdef FAULT_OWE_FORGOTTEN
+           owed[me] = false;
+#else
+           owed[me] = ws;
+#endif
+           ws = false
+       }
+    :: atomic { !(ws || owed[me]) -> skip }
+    fi;
+#else
     atomic {
         if
 #ifdef FAULT_DRAIN_NO_WAIT
@@ -587,6 +617,7 @@ endwait:
         fi;
         ws = false
     };
+#endif
 #endif
     atomic {
 #ifndef V_TOKEN

@@ -227,27 +227,49 @@ final class WaitSlot: @unchecked Sendable {
     var wakePending = false
     /// Notifies that set `wakePending` and have not yet finished writing
     /// `notifier`: they write after letting the registry's lock go, so the
-    /// thread they wake does not find the lock held by its waker. The drain
-    /// waits for 0 (`drainWakeup`), so no write can land after it and leave
-    /// the fd readable for the slot's next sleep. Model:
+    /// thread they wake does not find the lock held by its waker. At most 1
+    /// (the flag goes from false to true once per advertisement). Model:
     /// Models/aio_notify_gen.pml, WRITE_OUTSIDE_LOCK.
     let writesInFlight = Atomic<Int>(0)
+    /// Owner of the slot only: a drain found a write still in flight, so the
+    /// fd may become readable after that drain; the slot's next drain reads
+    /// it whether or not that poll was written. Model: ALT_OWE_DRAIN.
+    @exclusivity(unchecked) var owesDrain = false
     init() throws(AioError) { notifier = try EventNotifier() }
 
     /// Reads (drains) the wake-up that a notify wrote while the slot was
-    /// advertised, once that notify's write has landed. Owner of the slot
-    /// only. The wait is for a notifier between its unlock and its write,
-    /// a few instructions unless it was preempted; yielding lets it run.
-    func drainWakeup() {
-        #if !AIO_FAULT_DRAIN_NO_WAIT
-        while writesInFlight.load(ordering: .acquiring) != 0 { sched_yield() }
-        #endif
-        // FAULT (AIO_FAULT_DRAIN_NO_WAIT): the drain does not wait, and a
-        // write still landing leaves the fd readable for the slot's next
-        // sleep, which nobody drains: a busy loop (Models/aio_notify_gen.pml,
-        // FAULT_DRAIN_NO_WAIT).
+    /// advertised (`written`), and any the slot still owes. Never waits: a
+    /// write still landing (its notifier between its unlock and its write)
+    /// leaves the debt for the slot's next drain. Until then the write can
+    /// cost one wait that returns at once, never a loop: that wait's drain
+    /// reads it. Owner of the slot only.
+    @inline(__always)
+    func drain(written: Bool) {
+        guard written || owesDrain else { return }
+        // Acquiring, and before the read: a count of 0 means the write
+        // landed before this load (releasing decrement after the write), so
+        // the read below consumes it.
+        let stillLanding = writesInFlight.load(ordering: .acquiring) != 0
         notifier.testAndClear()
+        #if AIO_FAULT_OWE_FORGOTTEN
+        // FAULT: the debt is not kept: a write that lands after this read
+        // leaves the fd readable for the slot's next sleep, whose poll was
+        // not written and so does not drain: every later wait returns at
+        // once (Models/aio_notify_gen.pml, FAULT_OWE_FORGOTTEN).
+        _ = stillLanding
+        owesDrain = false
+        #else
+        owesDrain = stillLanding
+        #endif
+        #if DEBUG
+        if stillLanding { Self.drainsOwed.wrappingAdd(1, ordering: .relaxed) }
+        #endif
     }
+
+    #if DEBUG
+    /// Tests: drains that found a write in flight and owed it.
+    static let drainsOwed = Atomic<Int>(0)
+    #endif
     #if AIO_FAULT_SHARED_FD
     // FAULT: every native waiter sleeps on, and drains, one shared eventfd.
     init(shared: EventNotifier) { notifier = shared }
@@ -313,8 +335,8 @@ final class WaiterRegistry: @unchecked Sendable {
 
     /// Stops waking `slot`. After this no notify starts a write to it.
     /// Returns whether a notify wrote it while advertised (that write may
-    /// still be in flight: `WaitSlot.drainWakeup` waits for it), and clears
-    /// that flag: the caller drains.
+    /// still be in flight: `WaitSlot.drain(written:)` owes it then), and
+    /// clears that flag: the caller drains.
     func withdraw(_ slot: WaitSlot) -> Bool {
         lock.lock()
         defer { lock.unlock() }
@@ -325,6 +347,11 @@ final class WaiterRegistry: @unchecked Sendable {
         slot.wakePending = false
         return written
     }
+
+    #if DEBUG
+    /// Tests: sleep 200 µs between the unlock and the writes in `wakeAll`.
+    static let widenWriteWindow = Atomic<Bool>(false)
+    #endif
 
     /// Gives a slot back to the pool, after its poll has dispatched.
     func returnSlot(_ slot: WaitSlot) {
@@ -359,10 +386,13 @@ final class WaiterRegistry: @unchecked Sendable {
                 writes += 1
             }
             lock.unlock()
-            #if AIO_FAULT_DRAIN_NO_WAIT
+            #if AIO_FAULT_OWE_FORGOTTEN
             // Widens the window between the unlock and the write, so the
             // fault matrix sees the drain overtake it within seconds.
             usleep(200)
+            #elseif DEBUG
+            // Tests widen it the same way to make drains find writes in flight.
+            if Self.widenWriteWindow.load(ordering: .relaxed) { usleep(200) }
             #endif
             for i in 0..<writes {
                 let slot = (chosen.baseAddress! + i).move()

@@ -164,9 +164,10 @@ extension AioContext {
             // one write was started since we advertised (the slot's
             // wake-pending flag), none starts after the withdrawal, and the
             // one started may still be landing: `dispatchAll` drains it
-            // (`WaitSlot.drainWakeup`, which waits for it) before the slot
-            // goes back to the pool, after the BHs ran, so the read(2) is not
-            // on the wake-up's latency path. Not progress.
+            // (`WaitSlot.drain(written:)`, which owes it if it has not
+            // landed) before the slot goes back to the pool, after the BHs
+            // ran, so the read(2) is not on the wake-up's latency path. Not
+            // progress.
             mustDrain = written
             #else
             // FAULT: the wake-up is never drained; every later wait returns
@@ -226,7 +227,7 @@ extension AioContext {
             }
             progress = dispatchHandlers(slot.buffers.ready) || progress
             slot.buffers.ready.clear()
-            if drainingWakeup { slot.drainWakeup() }
+            slot.drain(written: drainingWakeup)
             waiters.returnSlot(slot)
         }
         if let ring = handlers.ring, ring.hasFinished {

@@ -32,7 +32,7 @@
 //
 // Writes outside the registry lock (caught by aio-stress: a busy loop):
 //
-//   AIO_FAULT_DRAIN_NO_WAIT            the drain does not wait for a notify's write still landing
+//   AIO_FAULT_OWE_FORGOTTEN            a drain that finds a notify's write still landing does not owe it
 import Synchronization
 
 #if AIO_FAULT_SKIP_WRITE
