@@ -60,6 +60,26 @@ func glibSameThread() {
         result(impl, name + "_allocs_per_op", Double(run.allocs) / Double(n), "allocs/op")
         SyscallCounts.report(impl, name, from: c0, to: SyscallCounts.now(), ops: n)
     }
+    // The bare idle iteration again, with as many idle fds in GLib's poll set
+    // as an attached AioContext adds (its GLib notifier, its timerfd and,
+    // under io_uring or epoll, the monitor's fd): each iteration's poll(2)
+    // then looks at three descriptors instead of none.
+    if selected("a_repeat3fd") {
+        let fds = (0..<3).map { _ in eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)) }
+        let sources = fds.map { fd -> UnsafeMutablePointer<GSource> in
+            let source = g_unix_fd_source_new(fd, G_IO_IN)!
+            g_source_attach(source, nil)
+            return source
+        }
+        _ = idleRun(idleRepeat, Sizes.warmup)
+        let run = idleRun(idleRepeat, n)
+        result(impl, "a_repeat3fd_ops_per_s", opsPerSecond(n, run.ns), "ops/s")
+        for source in sources {
+            g_source_destroy(source)
+            g_source_unref(source)
+        }
+        for fd in fds { close(fd) }
+    }
 }
 
 // MARK: (b), (c), (d) a GMainLoop on another thread, g_main_context_invoke
