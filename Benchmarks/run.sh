@@ -65,7 +65,10 @@ if [ -d "$PEERS_DIR" ]; then
     # this package's program, on the peers' helpers and flags.
     gcc -O2 -Wall -I"$PEERS_DIR/common" -o "$bin/bench_uv_producers" "$here/peers/bench_uv_producers.c" \
         $(pkg-config --cflags --libs libuv) -lpthread -ldl
-    peers=(bench_raw bench_glib bench_uv bench_event bench_uring bench_uv_producers)
+    # Row (a)'s floor for this library's protocol (the same locked
+    # instructions per callback as ours, in C).
+    gcc -O2 -Wall -I"$PEERS_DIR/common" -o "$bin/bench_floor_protocol" "$here/peers/bench_floor_protocol.c" -lpthread -ldl
+    peers=(bench_raw bench_glib bench_uv bench_event bench_uring bench_uv_producers bench_floor_protocol)
 else
     say "no peers at $PEERS_DIR: C floor, libuv and libevent rows will be missing"
 fi
