@@ -227,9 +227,12 @@ final class WaitSlot: @unchecked Sendable {
     var wakePending = false
     /// Notifies that set `wakePending` and have not yet finished writing
     /// `notifier`: they write after letting the registry's lock go, so the
-    /// thread they wake does not find the lock held by its waker. At most 1
-    /// (the flag goes from false to true once per advertisement). Model:
-    /// Models/aio_notify_gen.pml, WRITE_OUTSIDE_LOCK.
+    /// thread they wake does not find the lock held by its waker. One per
+    /// advertisement (the flag goes from false to true once per
+    /// advertisement), and 2 when a slot whose drain owes a write still
+    /// landing is advertised again and written: the drain tests for
+    /// nonzero, so either is fine. Model: Models/aio_notify_gen.pml,
+    /// WRITE_OUTSIDE_LOCK.
     let writesInFlight = Atomic<Int>(0)
     /// Owner of the slot only: a drain found a write still in flight, so the
     /// fd may become readable after that drain; the slot's next drain reads

@@ -356,7 +356,11 @@ extension AioContext {
                 node.release()
             }
         }
-        // Before ownership can go: the pool's chain is owner-only state.
+        // The pool's chain is state of the ownership, like the dispatch
+        // queue: a callback's nested blocking poll may hand ownership to
+        // another thread mid-pass, which then recycles into and flushes the
+        // same chain (ordered by the ownership lock's release and acquire).
+        // Flushed here, before this pass lets ownership go for good.
         oneshots.flush()
         return progress
     }
