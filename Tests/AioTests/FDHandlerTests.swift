@@ -230,8 +230,10 @@ struct FDHandlerTests {
             // instead of returning at once forever.
             let fired = Counter()
             let timer = ctx.makeTimer(name: "bound") { _ in fired.increment() }
-            timer.schedule(after: .milliseconds(30))
+            // The clock starts before the timer is armed: a preemption in
+            // between must not make the timer look early.
             let start = nowSeconds()
+            timer.schedule(after: .milliseconds(30))
             var iterations = 0
             while fired.count == 0 {
                 ctx.poll(blocking: true)
