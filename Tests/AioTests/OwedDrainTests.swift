@@ -59,7 +59,11 @@ struct OwedDrainTests {
         #expect(!dog.disarm())
         print("owed drains (\(driver)): \(owed) in \(polls) polls; quiet polls until the timer: \(quietPolls)")
         #expect(owed > 0, "no drain found a write in flight: the owed path did not run")
-        #expect(quietPolls <= 4, "\(quietPolls) polls in 50 ms with nothing to do: a wake-up fd left readable")
+        // A few waits may end early without a fault: an owed write, and with
+        // a GLib thread beside the owner, its iterations' hand-offs of the
+        // context (5 were seen once under ThreadSanitizer). A readable fd
+        // nobody drains makes thousands.
+        #expect(quietPolls <= 20, "\(quietPolls) polls in 50 ms with nothing to do: a wake-up fd left readable")
         timer.cancel()
         h.drain()
         h.finish()
