@@ -93,7 +93,7 @@ else
 fi
 mkdir -p "$out"
 raw="$out/raw-$stamp.txt"
-nio_version=$(sed -n '/"identity" : "swift-nio"/,/"version"/s/.*"version" : "\([^"]*\)".*/\1/p' Package.resolved 2>/dev/null | head -1)
+nio_version=$(sed -n '/"identity" : "swift-nio"/,/"version"/s/.*"version" : "\([^"]*\)".*/\1/p' Package.resolved 2>/dev/null | head -1 || true)
 {
     echo "# date: $(date -u)"
     echo "# host: $(uname -srm), $(nproc) cpus,$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"

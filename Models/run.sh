@@ -458,23 +458,26 @@ run_job() {
         printf '%s\n' "$out" >"$prop.out"
         [ -f "$model.pml.trail" ] && mv "$model.pml.trail" "$prop.trail"
 
-        states="$(printf '%s\n' "$out" | sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' | head -n1)"
+        # Here-strings and pattern matches, not `printf | grep -q`: a reader
+        # that exits at its first match can kill the writer with SIGPIPE,
+        # which pipefail turns into a false verdict or an exit code of 141.
+        states="$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p;T;q' <<<"$out")"
         [ -z "$states" ] && states="-"
-        depth="$(printf '%s\n' "$out" | sed -n 's/.*depth reached \([0-9]*\).*/\1/p' | head -n1)"
-        if ! printf '%s\n' "$out" | grep -q 'errors: [0-9]'; then
-            got="ERROR"; reason="pan did not finish: $(printf '%s\n' "$out" | grep -m1 -i 'error' || true)"
-        elif printf '%s\n' "$out" | grep -q 'max search depth too small' ||
+        depth="$(sed -n 's/.*depth reached \([0-9]*\).*/\1/p;T;q' <<<"$out")"
+        if ! grep -q 'errors: [0-9]' <<<"$out"; then
+            got="ERROR"; reason="pan did not finish: $(grep -m1 -i 'error' <<<"$out" || true)"
+        elif [[ $out == *'max search depth too small'* ]] ||
              { [ -n "$depth" ] && [ "$depth" -ge $((DEPTH - 1)) ]; }; then
             got="INCONCLUSIVE"; reason="depth limit $DEPTH reached"
-        elif printf '%s\n' "$out" | grep -q 'errors: 0'; then
+        elif [[ $out == *'errors: 0'* ]]; then
             got="pass"; reason=""
         else
             got="fail"
-            if printf '%s\n' "$out" | grep -q 'acceptance cycle'; then
+            if [[ $out == *'acceptance cycle'* ]]; then
                 reason="acceptance cycle"
-            elif printf '%s\n' "$out" | grep -q 'assertion violated'; then
-                reason="assertion: $(printf '%s\n' "$out" | sed -n 's/.*assertion violated \(.*\) (at depth.*/\1/p' | head -n1)"
-            elif printf '%s\n' "$out" | grep -q 'invalid end state'; then
+            elif [[ $out == *'assertion violated'* ]]; then
+                reason="assertion: $(sed -n 's/.*assertion violated \(.*\) (at depth.*/\1/p;T;q' <<<"$out")"
+            elif [[ $out == *'invalid end state'* ]]; then
                 reason="invalid end state (deadlock)"
             else
                 reason="other error"
@@ -530,8 +533,10 @@ table="$work/table"
     echo "-----|-------|--------|--------|---|------|-------|----"
 } >"$table"
 while IFS='|' read -r model variant prop expected; do
-    line="$(printf '%s\n' "$all" | awk -F'|' -v m="$model" -v v="$variant" -v p="$prop" \
-        '$1 == m && $2 == v && $3 == p { print; exit }')"
+    # a here-string: awk exits at its first match, and a writer still
+    # piping into it would die of SIGPIPE (exit 141 under pipefail)
+    line="$(awk -F'|' -v m="$model" -v v="$variant" -v p="$prop" \
+        '$1 == m && $2 == v && $3 == p { print; exit }' <<<"$all")"
     if [ -z "$line" ]; then
         got="ERROR"; reason="no result"; states="-"; secs="-"
     else
