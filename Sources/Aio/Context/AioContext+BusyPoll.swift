@@ -213,6 +213,11 @@ extension AioContext {
     @inline(__always)
     func dropStalePolledNodes() {
         if pollMode.nodes.isEmpty && pollMode.begun.isEmpty { return }
+        dropStalePolledNodesSlow()
+    }
+
+    @inline(never)
+    private func dropStalePolledNodesSlow() {
         if pollMode.version == handlers.polledVersion.load(ordering: .relaxed) { return }
         pollMode.nodes = []
         pollMode.version = .max
@@ -247,8 +252,14 @@ extension AioContext {
 
     /// Runs `pollReady` for each handler whose poll hook found work.
     /// Returns progress. Owner-only.
+    @inline(__always)
     func dispatchPollReady() -> Bool {
         if !pollMode.anyHit { return false }
+        return dispatchPollHits()
+    }
+
+    @inline(never)
+    private func dispatchPollHits() -> Bool {
         pollMode.anyHit = false
         let nodes = pollMode.nodes
         var progress = false

@@ -230,10 +230,12 @@ extension AioContext {
             slot.drain(written: drainingWakeup)
             waiters.returnSlot(slot)
         }
-        if let ring = handlers.ring, ring.hasFinished {
-            progress = runRingCompletions(ring) || progress
+        if handlers.ringHasFinished {
+            progress = runRingCompletions(handlers.ring!) || progress
         }
-        if handlers.sweeps.load(ordering: .relaxed) { sweepClosedDescriptors() }
+        if handlers.sweeps.load(ordering: .relaxed) && handlers.registeredCount.load(ordering: .relaxed) != 0 {
+            sweepClosedDescriptors()
+        }
         dropStalePolledNodes()
         progress = runTimers() || progress
         // Last: what every callback of the pass (timers included) queued,
@@ -245,8 +247,8 @@ extension AioContext {
     /// epoll and io_uring do not report a descriptor closed while
     /// registered (ppoll does, as POLLNVAL): once a second, look at the
     /// registered descriptors and treat a closed one as POLLNVAL. Owner-only.
+    @inline(never)
     private func sweepClosedDescriptors() {
-        if handlers.registeredCount.load(ordering: .relaxed) == 0 { return }
         let now = monotonicNowNs()
         if handlers.sweepTimeoutNs(now: now) > 0 { return }
         handlers.sweepDeadline = now + HandlerTable.sweepIntervalNs
@@ -256,8 +258,14 @@ extension AioContext {
     }
 
     /// Traps unless the calling thread may block in poll (ownership rule).
+    @inline(__always)
     private func checkBlockingAllowed() {
         if isHomeThread || ownership.isHeldByCurrentThread { return }
+        blockingNotAllowed()
+    }
+
+    @inline(never)
+    private func blockingNotAllowed() -> Never {
         fatalError("AioContext '\(name)': poll(blocking: true) on a thread that is neither the context's home thread nor its owner. Ownership rule: only the home thread, or a thread that called acquire(), may block in poll; other threads may use poll(blocking: false).")
     }
 
@@ -267,7 +275,7 @@ extension AioContext {
     func computeTimeoutNs() -> Int64 {
         let bhs = bhList.scanScheduled()
         if bhs.busy { return 0 }
-        if let ring = handlers.ring, ring.hasFinished { return 0 }
+        if handlers.ringHasFinished { return 0 }
         var timeout: Int64 = bhs.idle ? 10_000_000 : -1
         if armedTimers.count.load(ordering: .relaxed) != 0 {
             // Index loops: `for x in array` allocates in unoptimised builds, and
@@ -294,8 +302,14 @@ extension AioContext {
 
     /// Runs every expired timer once. Returns progress. Owner-only.
     /// QEMU: `timerlistgroup_run_timers()`.
+    @inline(__always)
     func runTimers() -> Bool {
         if armedTimers.count.load(ordering: .relaxed) == 0 { return false }
+        return runArmedTimers()
+    }
+
+    @inline(never)
+    private func runArmedTimers() -> Bool {
         var progress = false
         for i in timerLists.indices where timerLists[i].runExpired() {
             progress = true
@@ -339,22 +353,32 @@ extension AioContext {
                     ~(BHFlags.pending | BHFlags.scheduled | BHFlags.idle),
                     ordering: .acquiringAndReleasing).oldValue
             }
+            if old & BHFlags.oneshot != 0 {
+                // The closure is moved out of the node, not copied: a copy
+                // costs a retain of its context, and the release below was
+                // owed anyway. Nobody else reads a one-shot's callback.
+                do {
+                    let body = node._withUnsafeGuaranteedRef { $0.callback.take() }
+                    if old & BHFlags.scheduled != 0 && old & BHFlags.deleted == 0 {
+                        if old & BHFlags.idle == 0 { progress = true }
+                        Counters.bump(stats.bhRuns)
+                        if case .plain(let run)? = consume body { run() }
+                    }
+                }
+                // Back to the pool, with the list's retain: a one-shot is
+                // never seen by anyone but its scheduler, the list and us.
+                oneshots.recycle(node)
+                continue
+            }
             if old & BHFlags.scheduled != 0 && old & BHFlags.deleted == 0 {
                 if old & BHFlags.idle == 0 { progress = true }
                 Counters.bump(stats.bhRuns)
                 node._withUnsafeGuaranteedRef { $0.run() }
             }
-            if old & BHFlags.oneshot != 0 {
-                // Back to the pool, with the list's retain: a one-shot is
-                // never seen by anyone but its scheduler, the list and us.
-                node._withUnsafeGuaranteedRef { $0.callback = nil }
-                oneshots.recycle(node)
-            } else {
-                if old & BHFlags.deleted != 0 {
-                    node._withUnsafeGuaranteedRef { free($0) }
-                }
-                node.release()
+            if old & BHFlags.deleted != 0 {
+                node._withUnsafeGuaranteedRef { free($0) }
             }
+            node.release()
         }
         // The pool's chain is state of the ownership, like the dispatch
         // queue: a callback's nested blocking poll may hand ownership to

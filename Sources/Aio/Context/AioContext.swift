@@ -46,7 +46,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     let core: NotifyCore
 
     /// Owner-only: the notify generation each polling thread last saw.
-    @exclusivity(unchecked) var notifyMemory = NotifyMemory()
+    let notifyMemory = NotifyMemory()
 
     /// Counts handler dispatches (owner-only writes, load + store; read by
     /// any poll before it looks at the fds). See `ReadyList.epoch`.

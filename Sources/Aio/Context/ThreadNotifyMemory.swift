@@ -20,37 +20,60 @@
 /// generation, which costs one poll that does not sleep: safe either way
 /// (Models/aio_thread_identity.pml, RECYCLED_KEYS; its OWNER_CHECK variant
 /// shows why the ownership and home checks need the tokens).
-struct NotifyMemory {
-    private var threads: [UInt] = []
-    private var generations: [UInt64] = []
-    private var nextEviction = 0
+///
+/// Fixed storage allocated once, no arrays: every poll looks a thread up and
+/// writes its generation back, and an array in the context would cost a
+/// uniqueness check (and a retain) per write, a struct of inline storage a
+/// copy of itself. The thread found last is tried first: one thread usually
+/// polls a context many times in a row.
+final class NotifyMemory {
     private static let capacity = 16
+    // SAFETY: allocated in init for `capacity` entries, freed in deinit;
+    // entries below `used` are initialised.
+    private let threads = UnsafeMutablePointer<UInt>.allocate(capacity: NotifyMemory.capacity)
+    private let generations = UnsafeMutablePointer<UInt64>.allocate(capacity: NotifyMemory.capacity)
+    @exclusivity(unchecked) private var used = 0
+    @exclusivity(unchecked) private var nextEviction = 0
+    @exclusivity(unchecked) private var lastFound = 0
 
-    func generation(forThread thread: UInt) -> UInt64? {
+    deinit {
+        threads.deallocate()
+        generations.deallocate()
+    }
+
+    @inline(__always)
+    private func index(ofThread thread: UInt) -> Int? {
+        if lastFound < used && threads[lastFound] == thread { return lastFound }
         var i = 0
-        while i < threads.count {
-            if threads[i] == thread { return generations[i] }
+        while i < used {
+            if threads[i] == thread { return i }
             i += 1
         }
         return nil
     }
 
-    mutating func remember(_ generation: UInt64, forThread thread: UInt) {
-        var i = 0
-        while i < threads.count {
-            if threads[i] == thread {
-                generations[i] = generation
-                return
-            }
-            i += 1
+    func generation(forThread thread: UInt) -> UInt64? {
+        guard let i = index(ofThread: thread) else { return nil }
+        lastFound = i
+        return generations[i]
+    }
+
+    func remember(_ generation: UInt64, forThread thread: UInt) {
+        if let i = index(ofThread: thread) {
+            generations[i] = generation
+            lastFound = i
+            return
         }
-        if threads.count < Self.capacity {
-            threads.append(thread)
-            generations.append(generation)
+        let slot: Int
+        if used < Self.capacity {
+            slot = used
+            used += 1
         } else {
-            threads[nextEviction] = thread
-            generations[nextEviction] = generation
+            slot = nextEviction
             nextEviction = (nextEviction + 1) % Self.capacity
         }
+        threads[slot] = thread
+        generations[slot] = generation
+        lastFound = slot
     }
 }

@@ -308,7 +308,7 @@ extension AioContext {
         }
         glibChecked.store(true, ordering: .relaxed)
         rememberGeneration()
-        let ringDone = handlers.ring?.hasFinished == true
+        let ringDone = handlers.ringHasFinished
         return bhList.hasEntries || handlersReady || ringDone || timerDue()
     }
 

@@ -491,16 +491,26 @@ final class HandlerTable: @unchecked Sendable {
 
     /// End of a dispatch pass (owner): arm the polls whose completions were
     /// just dispatched, and submit the entries queued during the pass.
+    /// The test is inline and binds no strong reference (a binding costs a
+    /// retain and a release per pass); the work is out of line.
     @inline(__always)
     func afterDispatch() {
+        if uring?.hasWorkAfterDispatch == true { afterDispatchSlow() }
+    }
+
+    @inline(never)
+    private func afterDispatchSlow() {
         guard let uring else { return }
-        if uring.armsPending.load(ordering: .relaxed) || uring.ring.deferredSubmissions.load(ordering: .relaxed) {
-            withLock {
-                uring.armPending(table: self)
-                uring.ring.withLock { uring.ring.submitDeferredLocked() }
-            }
+        withLock {
+            uring.armPending(table: self)
+            uring.ring.withLock { uring.ring.submitDeferredLocked() }
         }
     }
+
+    /// Whether the ring has callbacks to run (`Ring.hasFinished`). Owner-only.
+    /// Binds no strong reference to the ring, which is immutable.
+    @inline(__always)
+    var ringHasFinished: Bool { ring?.hasFinished == true }
 
     // MARK: Descriptors closed while registered
 

@@ -44,6 +44,13 @@ final class URingMonitor: FDMonitor {
     /// Relaxed: a stale false only leaves the arming to the next wait or
     /// GLib prepare, which read `toArm` itself under the table lock.
     let armsPending = Atomic<Bool>(false)
+
+    /// Whether `HandlerTable.afterDispatch` has polls to arm or entries to
+    /// submit. Relaxed, for the reasons each flag's comment gives.
+    @inline(__always)
+    var hasWorkAfterDispatch: Bool {
+        armsPending.load(ordering: .relaxed) || ring.deferredSubmissions.load(ordering: .relaxed)
+    }
     /// Scratch for the handler completions of one reap. Under the table lock.
     @exclusivity(unchecked) private var completions: [(userData: UInt64, result: Int32, flags: UInt32)] = []
 
