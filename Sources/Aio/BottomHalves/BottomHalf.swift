@@ -46,7 +46,8 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     /// the dispatcher; read by the dispatcher after its acquiring exchange.
     @exclusivity(unchecked) var next: Unmanaged<BottomHalf>?
 
-    /// Owner-only. Cleared when the BH is freed, releasing what it captured.
+    /// Owner-only. Let go of when the BH is freed (`releaseCallback()`),
+    /// releasing what it captured.
     @exclusivity(unchecked) var callback: Callback?
 
     /// What a BH runs: named BHs get themselves (to re-schedule or delete),
@@ -54,8 +55,16 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     /// allocation of ours (its BH comes from the context's `OneshotPool`)
     /// besides what the caller's closure captures.
     enum Callback {
-        case withHandle(@Sendable (BottomHalf) -> Void)
+        case withHandle(HandleCallback)
         case plain(@Sendable () -> Void)
+    }
+
+    /// A named BH's closure, boxed once when the BH is made, so that each run
+    /// borrows it: calling a closure copied out of `callback` costs a retain
+    /// and a release of its context (two locked instructions) per run.
+    final class HandleCallback: Sendable {
+        let body: @Sendable (BottomHalf) -> Void
+        init(_ body: @escaping @Sendable (BottomHalf) -> Void) { self.body = body }
     }
 
     /// Whether this BH is in the context's registry of named BHs (all BHs made
@@ -70,6 +79,15 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     /// they keep the offsets they had before this field existed.
     private let core: Unmanaged<NotifyCore>
 
+    /// The box in `callback` for a named BH, unretained (nil for one-shots).
+    /// Owner-only, with `activeRuns` and `releaseAfterRun`; see `run()`.
+    @exclusivity(unchecked) private var borrowedCallback: Unmanaged<HandleCallback>?
+    /// Runs of this BH's callback on the stack: more than one when the
+    /// callback re-schedules its BH and polls, nested.
+    @exclusivity(unchecked) private var activeRuns = 0
+    /// `releaseCallback()` came while a run was on the stack.
+    @exclusivity(unchecked) private var releaseAfterRun = false
+
     init(context: AioContext, name: String, flags: UInt32, registered: Bool,
          callback: Callback) {
         self.context = context
@@ -79,6 +97,9 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
         self.flags = Atomic(flags)
         self.isRegistered = registered
         self.callback = callback
+        if case .withHandle(let box) = callback {
+            borrowedCallback = Unmanaged.passUnretained(box)
+        }
     }
 
     deinit {
@@ -90,13 +111,41 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     public var description: String { "BottomHalf('\(name)')" }
 
     /// Runs the callback. Owner-only.
+    ///
+    /// A named BH's closure is borrowed, not retained, for the run: its box
+    /// stays alive because `callback` holds it, and `releaseCallback()` lets
+    /// go of it only when no run of this BH is on the stack. A callback may
+    /// delete its own BH and then poll, nested: the nested pass frees the BH
+    /// while this run is still inside the closure; the release then waits for
+    /// the run to return (test: "a BH that deletes itself and polls keeps its
+    /// closure until it returns").
     @inline(__always)
     func run() {
-        switch callback {
-        case .withHandle(let body): body(self)
-        case .plain(let body): body()
-        case nil: break
+        if let box = borrowedCallback {
+            activeRuns += 1
+            // SAFETY: see above; `callback` holds the box while `activeRuns` > 0.
+            box._withUnsafeGuaranteedRef { $0.body(self) }
+            activeRuns -= 1
+            if activeRuns == 0 && releaseAfterRun {
+                releaseAfterRun = false
+                releaseCallback()
+            }
+            return
         }
+        if case .plain(let body)? = callback { body() }
+    }
+
+    /// Lets go of the callback, and of what it captured, once the BH can
+    /// never run again (freed, or its context torn down). Deferred to the
+    /// end of the run if the BH's callback is running (see `run()`).
+    /// Owner-only.
+    func releaseCallback() {
+        if activeRuns > 0 {
+            releaseAfterRun = true
+            return
+        }
+        borrowedCallback = nil
+        callback = nil
     }
 
     /// Schedules the BH to run once on its context's thread.

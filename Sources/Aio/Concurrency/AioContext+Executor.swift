@@ -95,7 +95,7 @@ extension AioContext {
     func setUpExecutor() {
         jobs.bh = BottomHalf(context: self, name: "\(name)/executor", flags: 0,
                              registered: false,
-                             callback: .withHandle { [unowned(unsafe) self] _ in self.runJobs() })
+                             callback: .withHandle(BottomHalf.HandleCallback { [unowned(unsafe) self] _ in self.runJobs() }))
     }
 
     /// Runs one snapshot of the job queue, oldest first. Jobs enqueued while

@@ -339,7 +339,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         name: String, _ callback: @escaping @Sendable (BottomHalf) -> Void
     ) -> BottomHalf {
         let bh = BottomHalf(context: self, name: name, flags: 0, registered: true,
-                            callback: .withHandle(callback))
+                            callback: .withHandle(BottomHalf.HandleCallback(callback)))
         liveBottomHalves.withLock { $0[ObjectIdentifier(bh)] = bh }
         return bh
     }
@@ -539,13 +539,13 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
                 free(bh)
             } else if !bh.isRegistered {
                 leaks.append("one-shot '\(bh.name)' (scheduled, never ran)")
-                bh.callback = nil
+                bh.releaseCallback()
             }
         }
         oneshots.drain()
         let alive = liveBottomHalves.withLock { live -> [String] in
             let names = live.values.map(\.name).sorted()
-            for bh in live.values { bh.callback = nil }
+            for bh in live.values { bh.releaseCallback() }
             live.removeAll()
             return names
         }
@@ -559,7 +559,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
 
     /// Releases what a BH holds once it can never run again. Owner-only.
     func free(_ bh: BottomHalf) {
-        bh.callback = nil
+        bh.releaseCallback()
         if bh.isRegistered {
             _ = liveBottomHalves.withLock { $0.removeValue(forKey: ObjectIdentifier(bh)) }
         }
