@@ -104,7 +104,21 @@ final class BHList: @unchecked Sendable {
     /// Whether any BH in the stack or the queue is scheduled and not deleted:
     /// `busy` if one of them is not idle, `idle` if only idle ones are.
     /// Owner-only (it walks the queue), O(pending), allocates nothing.
+    @inline(__always)
     func scanScheduled() -> (busy: Bool, idle: Bool) {
+        // The common case first: the newest pending BH is scheduled and not
+        // idle (acquiring, as below).
+        if let top = pending.load(ordering: .acquiring) {
+            let f = top._withUnsafeGuaranteedRef { $0.flags.load(ordering: .relaxed) }
+            if f & (BHFlags.scheduled | BHFlags.deleted | BHFlags.idle) == BHFlags.scheduled {
+                return (true, false)
+            }
+        }
+        return scanAll()
+    }
+
+    @inline(never)
+    private func scanAll() -> (busy: Bool, idle: Bool) {
         // Acquiring: the stack's nodes and their `next` links, pushed with
         // releasing CASes [bh-push], are safe to walk. Nodes cannot leave the
         // stack while we walk it: only the owner (us) takes them.

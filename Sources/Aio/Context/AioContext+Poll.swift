@@ -272,11 +272,17 @@ extension AioContext {
     /// How long the loop may sleep, in ns (negative: forever): 0 when a
     /// non-idle BH is pending; at most 10 ms when only idle BHs are pending.
     /// Owner-only. QEMU: `aio_compute_timeout()`.
+    @inline(__always)
     func computeTimeoutNs() -> Int64 {
         let bhs = bhList.scanScheduled()
         if bhs.busy { return 0 }
+        return computeTimeoutNs(idleBHs: bhs.idle)
+    }
+
+    @inline(never)
+    private func computeTimeoutNs(idleBHs: Bool) -> Int64 {
         if handlers.ringHasFinished { return 0 }
-        var timeout: Int64 = bhs.idle ? 10_000_000 : -1
+        var timeout: Int64 = idleBHs ? 10_000_000 : -1
         if armedTimers.count.load(ordering: .relaxed) != 0 {
             // Index loops: `for x in array` allocates in unoptimised builds, and
             // this is the hot path the allocation tests watch.

@@ -59,6 +59,7 @@ final class OwnershipLock: @unchecked Sendable {
         owner.load(ordering: .relaxed) == currentThreadID()
     }
 
+    @inline(__always)
     func acquire() {
         let me = currentThreadID()
         if owner.load(ordering: .relaxed) == me {
@@ -155,6 +156,7 @@ final class OwnershipLock: @unchecked Sendable {
     /// Releases one level. Returns nil (and changes nothing) if the calling
     /// thread does not hold the lock, so the caller can trap with its own
     /// name; otherwise whether the final release found `glibDeferred`.
+    @inline(__always)
     func release() -> Bool? {
         guard isHeldByCurrentThread else { return nil }
         depth -= 1
@@ -176,16 +178,20 @@ final class OwnershipLock: @unchecked Sendable {
         depth = saved
     }
 
+    @inline(__always)
     private func unlock() -> Bool {
         owner.store(0, ordering: .relaxed)
         // [own-release] releasing: our work under the lock is visible to the
         // next holder's acquiring CAS. Acquiring too: see `tryAcquireOrDefer`.
         let old = state.exchange(0, ordering: .acquiringAndReleasing)
-        if old & Self.contended != 0 {
-            parkMutex.lock()
-            parked.signal()
-            parkMutex.unlock()
-        }
+        if old & Self.contended != 0 { wakeOneAcquirer() }
         return old & Self.glibDeferred != 0
+    }
+
+    @inline(never)
+    private func wakeOneAcquirer() {
+        parkMutex.lock()
+        parked.signal()
+        parkMutex.unlock()
     }
 }

@@ -52,13 +52,24 @@ final class NotifyMemory {
         return nil
     }
 
+    @inline(__always)
     func generation(forThread thread: UInt) -> UInt64? {
         guard let i = index(ofThread: thread) else { return nil }
         lastFound = i
         return generations[i]
     }
 
+    @inline(__always)
     func remember(_ generation: UInt64, forThread thread: UInt) {
+        if lastFound < used && threads[lastFound] == thread {
+            generations[lastFound] = generation
+            return
+        }
+        rememberSlow(generation, forThread: thread)
+    }
+
+    @inline(never)
+    private func rememberSlow(_ generation: UInt64, forThread thread: UInt) {
         if let i = index(ofThread: thread) {
             generations[i] = generation
             lastFound = i
