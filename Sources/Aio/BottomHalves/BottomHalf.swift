@@ -122,10 +122,10 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     @inline(__always)
     func run() {
         if let box = borrowedCallback {
-            activeRuns += 1
+            activeRuns &+= 1
             // SAFETY: see above; `callback` holds the box while `activeRuns` > 0.
             box._withUnsafeGuaranteedRef { $0.body(self) }
-            activeRuns -= 1
+            activeRuns &-= 1
             if activeRuns == 0 && releaseAfterRun {
                 releaseAfterRun = false
                 releaseCallback()

@@ -49,7 +49,8 @@ extension AioContext {
     private func pollOnce(blocking: Bool, since snapshot: UInt64?) -> Bool {
         if blocking { checkBlockingAllowed() }
         ownership.acquire()
-        defer { releaseOwnership() }
+        // Released at the end, after the notify memory's write-back: one
+        // exit, and no `defer`, whose bodies the compiler keeps out of line.
         Counters.bump(stats.iterations)
         let thread = currentThreadID()
         // [accept] acquiring, pairs with [notify-publish]: what a notify
@@ -68,11 +69,6 @@ extension AioContext {
         #else
         let seen = snapshot ?? notifyMemory.generation(forThread: thread) ?? (current &- 1)
         #endif
-        defer {
-            // The caller checks its conditions after we return; a notify after
-            // this point keeps its next poll awake.
-            notifyMemory.remember(core.notifyGeneration.load(ordering: .acquiring), forThread: thread)
-        }
 
         let watchesFDs = handlers.hasWatchedWork
         // Before any look at the fds: see `ReadyList.epoch` (dispatch once).
@@ -201,7 +197,12 @@ extension AioContext {
                               notified: core.notifyGeneration.load(ordering: .relaxed) != seen,
                               ready: slot?.buffers.ready)
         }
-        return dispatchAll(readyIn: slot, drainingWakeup: mustDrain)
+        let progress = dispatchAll(readyIn: slot, drainingWakeup: mustDrain)
+        // The caller checks its conditions after we return; a notify after
+        // this point keeps its next poll awake.
+        notifyMemory.remember(core.notifyGeneration.load(ordering: .acquiring), forThread: thread)
+        releaseOwnership()
+        return progress
     }
 
     /// BHs, then the handlers found ready (their slot goes back to the pool),
@@ -209,8 +210,8 @@ extension AioContext {
     /// `drainingWakeup`: the slot's eventfd was written while it was
     /// advertised; read it before the slot goes back to the pool.
     func dispatchAll(readyIn slot: WaitSlot?, drainingWakeup: Bool = false) -> Bool {
-        dispatchDepth += 1
-        defer { dispatchDepth -= 1 }
+        dispatchDepth &+= 1
+        defer { dispatchDepth &-= 1 }
         var progress = bhPoll()
         progress = dispatchPollReady() || progress
         if let slot {
