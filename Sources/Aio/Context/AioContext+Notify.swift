@@ -224,7 +224,8 @@ final class WaitSlot: @unchecked Sendable {
     /// many notifies arrive before its poll withdraws (libuv's and SwiftNIO's
     /// wake-pending flag). Model: Models/aio_notify_gen.pml (the flags are its
     /// default; NO_WAKE_PENDING is the old code, FAULT_PENDING_* must fail).
-    var wakePending = false
+    /// Unchecked exclusivity: the lock orders every access.
+    @exclusivity(unchecked) var wakePending = false
     /// Notifies that set `wakePending` and have not yet finished writing
     /// `notifier`: they write after letting the registry's lock go, so the
     /// thread they wake does not find the lock held by its waker. One per
@@ -294,8 +295,10 @@ final class WaitSlot: @unchecked Sendable {
 final class WaiterRegistry: @unchecked Sendable {
     // @unchecked Sendable: `advertised` and `free` are protected by `lock`.
     private let lock = PThreadMutex()
-    private var advertised: [WaitSlot] = []
-    private var free: [WaitSlot] = []
+    // Unchecked exclusivity: the lock orders every access, and a checked
+    // access costs a runtime call per notify that wakes a sleeper.
+    @exclusivity(unchecked) private var advertised: [WaitSlot] = []
+    @exclusivity(unchecked) private var free: [WaitSlot] = []
     #if AIO_FAULT_SHARED_FD
     var sharedNotifier: EventNotifier?
     #endif
