@@ -152,6 +152,12 @@
  * Write-outside-the-lock faults (with WRITE_OUTSIDE_LOCK; must fail):
  * FAULT_DRAIN_NO_WAIT, FAULT_INFLIGHT_AFTER_UNLOCK, FAULT_INFLIGHT_EARLY_DEC.
  * They turn the clean-slot assertion off; CLEAN_SLOT_ASSERT turns it on.
+ * Schedules by the owner (a design for the next step, not the code yet;
+ * README.md): CB_SCHEDULES (BH 2's callback schedules BH 1 from the
+ * dispatching thread, through the shared push: must pass), OWNER_LIST (that
+ * schedule goes to an owner-only list that the dispatch takes and every look
+ * for work reads: must pass), FAULT_OWNER_LIST_UNSEEN (the looks for work
+ * miss the owner-only list: must fail lost_bh).
  *
  * Written for this project; not derived from QEMU's models.
  */
@@ -166,6 +172,20 @@
 #define NPOLLS 1
 #endif
 #define NBH 2
+
+/* An owner-only list for BHs scheduled by the thread that owns the context
+ * (a design for the next performance step, not the code yet): see
+ * "Schedules by the owner" below. */
+#ifdef FAULT_OWNER_LIST_UNSEEN
+#ifndef OWNER_LIST
+#define OWNER_LIST
+#endif
+#endif
+#ifdef OWNER_LIST
+#ifndef CB_SCHEDULES
+#define CB_SCHEDULES
+#endif
+#endif
 
 #ifdef FAULT_TOKEN_LATE
 #ifndef V_TOKEN
@@ -193,6 +213,12 @@ bool needV[NV];         /* V's caller condition */
 bool needG = false;     /* G's caller condition */
 
 byte head = 0;
+#ifdef OWNER_LIST
+byte ohead = 0;         /* the owner-only list: touched only under ownership */
+#endif
+#ifdef CB_SCHEDULES
+byte cbOps = 1;         /* BH 2's callback schedules BH 1 this many times */
+#endif
 byte next[NBH + 1];
 bool pending[NBH + 1];
 bool sched[NBH + 1];
@@ -242,9 +268,12 @@ bool slotPend[NV];      /* WaitSlot.wakePending of V(i)'s slot */
  * memory covers it. The faults that break the invariant (the three
  * FAULT_PENDING_* and FAULT_STEAL, which drains fds behind the flags) turn
  * the assertions off, so that their rows show what the loss leads to;
- * PENDING_ASSERT turns them back on. */
+ * PENDING_ASSERT turns them back on. With CB_SCHEDULES a dispatcher
+ * notifies too, so another notifier's write may be in progress: the
+ * assertions, which assume W alone, are off, and the liveness rows judge. */
 #if (defined(FAULT_PENDING_EARLY_CLEAR) || defined(FAULT_PENDING_SHARED) || \
-     defined(FAULT_PENDING_NO_RESET) || defined(FAULT_STEAL)) && !defined(PENDING_ASSERT)
+     defined(FAULT_PENDING_NO_RESET) || defined(FAULT_STEAL) || \
+     defined(CB_SCHEDULES)) && !defined(PENDING_ASSERT)
 #define ASSERT_G_SKIP           skip
 #define ASSERT_SLOT_SKIP(i)     skip
 #else
@@ -307,9 +336,18 @@ byte gTimeouts = 1;
 #endif
 #define RELEASE(me)             atomic { assert(owner == me); owner = FREE }
 
+#if defined(OWNER_LIST) && !defined(FAULT_OWNER_LIST_UNSEEN)
+/* every look for work (V's Q3, G's P3 and C4) sees the owner-only list too */
+#define BH_SCHEDULED \
+    ((head != 0 && sched[head]) || \
+     (head != 0 && next[head] != 0 && sched[next[head]]) || \
+     (ohead != 0 && sched[ohead]))
+#else
+/* FAULT_OWNER_LIST_UNSEEN: the looks for work read only the shared stack */
 #define BH_SCHEDULED \
     ((head != 0 && sched[head]) || \
      (head != 0 && next[head] != 0 && sched[next[head]]))
+#endif
 
 #ifdef FAULT_BOOL_FLAG
 /* AIO_FAULT_BOOL_FLAG: one "a thread may sleep" flag (seed 003) */
@@ -484,24 +522,141 @@ inline schedule(bh, m, i, was, h)
 
 /* R1: the owner takes the whole stack. Callers merge it with a preceding
  * ownership acquire (an acquire commutes to the right). */
+#ifdef OWNER_LIST
+/* ... and the owner-only list with it, in front (it holds at most BH 1) */
+#define TAKE_BHS(who, list)     assert(owner == who); \
+    if :: ohead != 0 -> next[ohead] = head; list = ohead; ohead = 0 \
+       :: else -> list = head fi; head = 0
+#else
 #define TAKE_BHS(who, list)     assert(owner == who); list = head; head = 0
+#endif
 
-/* R2, R3 */
+/* A schedule by the thread that owns the context, from a BH callback.
+ * OWNER_LIST: flag OR as in S1; if PENDING was clear, link on the owner-only
+ * list with plain writes (no CAS: only the owner touches it, and ownership
+ * orders it across threads); then notify() as every schedule does.
+ * Otherwise the shared push of schedule(), what the code does today. */
+inline owner_schedule(bh, m, i, was, h)
+{
+    assert(owner != FREE);
+#ifdef OWNER_LIST
+    atomic { was = pending[bh]; pending[bh] = true; sched[bh] = true };
+    if
+    :: atomic { was -> was = false }
+    :: atomic { !was -> assert(linked[bh] == 0); next[bh] = ohead; ohead = bh; linked[bh]++ }
+    fi;
+    notify(m, i, was)
+#else
+    schedule(bh, m, i, was, h)
+#endif
+}
+
+/* R2, R3. CB_SCHEDULES: BH 2's callback, the first time it runs,
+ * schedules BH 1 from the dispatching thread, which owns the context. */
 inline run_taken_bhs(list, bh)
 {
     do
     :: list != 0 ->
         bh = list;
         atomic { list = next[bh]; linked[bh]-- };
+#ifdef CB_SCHEDULES
+        atomic { cbRan = sched[bh]; pending[bh] = false; sched[bh] = false };
+        if
+        :: atomic { cbRan && bh == 2 && cbOps > 0 -> cbOps--; cbRan = false; bh = 0 };
+           owner_schedule(1, cbM, cbI, cbWas, cbH)
+        :: else -> atomic { cbRan = false; bh = 0 }
+        fi
+#else
         atomic { pending[bh] = false; sched[bh] = false; bh = 0 }
+#endif
     :: else -> break
     od
 }
 
-/* ---- native blocking poller (V; H too when NV == 2) ---- */
+/* ---- GLib thread ---- */
+active proctype G()
+{
+    byte list, bh;
+#ifdef CB_SCHEDULES
+    bool cbRan, cbWas; byte cbM, cbI, cbH;
+#endif
+    bool ready, zero, rev;
+
+    needG = false;                                          /* L: caller's check */
+    do
+    ::
+#ifdef FAULT_G_WAIT_ORDER
+        /* FAULT_G_WAIT_ORDER: prepare looks for work and reads the
+         * generation before bit 0 is visible (no [dekker-wait] fence) */
+        ACQUIRE_AND(OWN_G, ready = BH_SCHEDULED);           /* P1 + P3 */
+        zero = gNew;                                        /* P4's read */
+        ADV_G_SET;                                          /* P2 */
+#else
+        /* P1 (seen: gNew) + P2; the acquire commutes to the right */
+        ACQUIRE_AND(OWN_G, ADV_G_SET);
+        /* full fence */
+        ready = BH_SCHEDULED;                               /* P3 */
+#endif
+        if
+        :: atomic { ready -> ADV_G_CLEAR; zero = false; RELEASE(OWN_G) }  /* P3: (TRUE, 0) */
+        :: atomic { !ready ->                               /* P4 */
+#if !defined(FAULT_G_NO_MEMORY) && !defined(FAULT_G_WAIT_ORDER)
+               zero = gNew;                                 /* generation != seen */
+#endif
+               if
+               :: zero -> skip                              /* (FALSE, 0) */
+               :: else -> gWaiting = true                   /* (FALSE, -1) */
+               fi;
+               RELEASE(OWN_G) };
+endpoll:
+            if
+            :: atomic { zero -> rev = glibFd; zero = false }    /* GP: timeout 0 */
+            :: atomic { !zero && glibFd -> rev = true }     /* GP: woken */
+#ifdef TIMEOUTS
+            :: atomic { !zero && gTimeouts > 0 -> gTimeouts--; rev = glibFd }
+#endif
+            fi;
+            ACQUIRE_AND(OWN_G, gWaiting = false; ADV_G_CLEAR);  /* C1 */
+#ifdef FAULT_PENDING_EARLY_CLEAR
+            /* FAULT_PENDING_EARLY_CLEAR: the flag is cleared before the
+             * drain: a notify that read bit 0 before C1 writes in between,
+             * the drain swallows its write, and the flag stays set */
+            GPEND = false;                                  /* C2b, too early */
+#endif
+#ifndef FAULT_NO_DRAIN
+            atomic { if :: rev -> glibFd = false :: else -> skip fi };    /* C2 */
+#endif
+#if !defined(NO_WAKE_PENDING) && !defined(FAULT_PENDING_EARLY_CLEAR)
+drained:
+            GPEND = false;                                  /* C2b */
+#endif
+#ifndef FAULT_G_NO_MEMORY
+            gNew = false;                                   /* C3: remember */
+#endif
+            atomic { ready = (BH_SCHEDULED || rev); rev = false; RELEASE(OWN_G) } /* C4 */
+        fi;
+        if
+        :: atomic { ready && owner == FREE -> owner = OWN_G; TAKE_BHS(OWN_G, list) };  /* D */
+            run_taken_bhs(list, bh);
+            atomic {                                        /* D: remember, release */
+#ifndef FAULT_G_NO_MEMORY
+                gNew = false;
+#endif
+                ready = false; RELEASE(OWN_G) };
+            needG = false                                   /* L: caller's check */
+        :: atomic { !ready -> needG = false }               /* L: caller's check */
+        fi
+    od
+}
+
+/* ---- native blocking poller (V; H too when NV == 2) ----
+ * (declared after G: a BH callback's schedule reaches G[0]@drained) */
 proctype V(byte me)
 {
     byte list, bh;
+#ifdef CB_SCHEDULES
+    bool cbRan, cbWas; byte cbM, cbI, cbH;
+#endif
 #ifdef FAULT_UNKNOWN_IS_SEEN
     bool known;
 #endif
@@ -634,83 +789,13 @@ endwait:
     goto poll
 }
 
-/* ---- GLib thread ---- */
-active proctype G()
-{
-    byte list, bh;
-    bool ready, zero, rev;
-
-    needG = false;                                          /* L: caller's check */
-    do
-    ::
-#ifdef FAULT_G_WAIT_ORDER
-        /* FAULT_G_WAIT_ORDER: prepare looks for work and reads the
-         * generation before bit 0 is visible (no [dekker-wait] fence) */
-        ACQUIRE_AND(OWN_G, ready = BH_SCHEDULED);           /* P1 + P3 */
-        zero = gNew;                                        /* P4's read */
-        ADV_G_SET;                                          /* P2 */
-#else
-        /* P1 (seen: gNew) + P2; the acquire commutes to the right */
-        ACQUIRE_AND(OWN_G, ADV_G_SET);
-        /* full fence */
-        ready = BH_SCHEDULED;                               /* P3 */
-#endif
-        if
-        :: atomic { ready -> ADV_G_CLEAR; zero = false; RELEASE(OWN_G) }  /* P3: (TRUE, 0) */
-        :: atomic { !ready ->                               /* P4 */
-#if !defined(FAULT_G_NO_MEMORY) && !defined(FAULT_G_WAIT_ORDER)
-               zero = gNew;                                 /* generation != seen */
-#endif
-               if
-               :: zero -> skip                              /* (FALSE, 0) */
-               :: else -> gWaiting = true                   /* (FALSE, -1) */
-               fi;
-               RELEASE(OWN_G) };
-endpoll:
-            if
-            :: atomic { zero -> rev = glibFd; zero = false }    /* GP: timeout 0 */
-            :: atomic { !zero && glibFd -> rev = true }     /* GP: woken */
-#ifdef TIMEOUTS
-            :: atomic { !zero && gTimeouts > 0 -> gTimeouts--; rev = glibFd }
-#endif
-            fi;
-            ACQUIRE_AND(OWN_G, gWaiting = false; ADV_G_CLEAR);  /* C1 */
-#ifdef FAULT_PENDING_EARLY_CLEAR
-            /* FAULT_PENDING_EARLY_CLEAR: the flag is cleared before the
-             * drain: a notify that read bit 0 before C1 writes in between,
-             * the drain swallows its write, and the flag stays set */
-            GPEND = false;                                  /* C2b, too early */
-#endif
-#ifndef FAULT_NO_DRAIN
-            atomic { if :: rev -> glibFd = false :: else -> skip fi };    /* C2 */
-#endif
-#if !defined(NO_WAKE_PENDING) && !defined(FAULT_PENDING_EARLY_CLEAR)
-drained:
-            GPEND = false;                                  /* C2b */
-#endif
-#ifndef FAULT_G_NO_MEMORY
-            gNew = false;                                   /* C3: remember */
-#endif
-            atomic { ready = (BH_SCHEDULED || rev); rev = false; RELEASE(OWN_G) } /* C4 */
-        fi;
-        if
-        :: atomic { ready && owner == FREE -> owner = OWN_G; TAKE_BHS(OWN_G, list) };  /* D */
-            run_taken_bhs(list, bh);
-            atomic {                                        /* D: remember, release */
-#ifndef FAULT_G_NO_MEMORY
-                gNew = false;
-#endif
-                ready = false; RELEASE(OWN_G) };
-            needG = false                                   /* L: caller's check */
-        :: atomic { !ready -> needG = false }               /* L: caller's check */
-        fi
-    od
-}
-
 /* ---- non-home thread: poll(blocking: false) ---- */
 active proctype N()
 {
     byte k, j, list, bh;
+#ifdef CB_SCHEDULES
+    bool cbRan, cbWas; byte cbM, cbI, cbH;
+#endif
 
     do
     :: k < NPOLLS ->
