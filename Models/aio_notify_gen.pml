@@ -152,9 +152,9 @@
  * Write-outside-the-lock faults (with WRITE_OUTSIDE_LOCK; must fail):
  * FAULT_DRAIN_NO_WAIT, FAULT_INFLIGHT_AFTER_UNLOCK, FAULT_INFLIGHT_EARLY_DEC.
  * They turn the clean-slot assertion off; CLEAN_SLOT_ASSERT turns it on.
- * Schedules by the owner (a design for the next step, not the code yet;
- * README.md): CB_SCHEDULES (BH 2's callback schedules BH 1 from the
- * dispatching thread, through the shared push: must pass), OWNER_LIST (that
+ * Schedules by the owner (README.md): CB_SCHEDULES (BH 2's callback
+ * schedules BH 1 from the dispatching thread, through the shared push, as
+ * the code does: must pass), OWNER_LIST (a design tried and not merged: that
  * schedule goes to an owner-only list that the dispatch takes and every look
  * for work reads: must pass), FAULT_OWNER_LIST_UNSEEN (the looks for work
  * miss the owner-only list: must fail lost_bh).
@@ -174,8 +174,7 @@
 #define NBH 2
 
 /* An owner-only list for BHs scheduled by the thread that owns the context
- * (a design for the next performance step, not the code yet): see
- * "Schedules by the owner" below. */
+ * (a design tried and not merged; README.md, "Schedules by the owner"). */
 #ifdef FAULT_OWNER_LIST_UNSEEN
 #ifndef OWNER_LIST
 #define OWNER_LIST
