@@ -42,7 +42,7 @@ final class BHList: @unchecked Sendable {
         var head = pending.load(ordering: .relaxed)
         while true {
             node._withUnsafeGuaranteedRef { $0.next = head }
-            // [bh-push] releasing: `bh.next` and the caller's work are visible to
+            // [bh-push] releasing: the node's `next` and the caller's work are visible to
             // the dispatcher's acquiring exchange in `takeAll`.
             let (exchanged, current) = pending.weakCompareExchange(
                 expected: head, desired: node,
