@@ -1,4 +1,4 @@
-@testable import Aio
+@_spi(AioInternals) @testable import Aio
 import Testing
 
 /// State of one test BH, touched only by the thread that runs the loop.
@@ -189,6 +189,57 @@ struct BottomHalfTests {
         // Released once the outer run returned (on this thread: in `.both`
         // the test thread owns the context, so the BH ran here).
         #expect(gone.isSet, "the freed BH's closure was not released after its runs")
+        h.drain()
+        h.finish()
+    }
+
+    /// The same rule across an ownership hand-over: the callback deletes its
+    /// BH and waits in a nested blocking poll, which lets ownership go; the
+    /// GLib thread takes the context and its dispatch frees the BH while the
+    /// run is still inside the closure, on the other thread. The deferred
+    /// release must hold across threads (`activeRuns` is ordered by the
+    /// ownership lock). Both drivers at once only: natively or through GLib
+    /// alone no other thread can take the context during the wait.
+    @Test("a BH freed on the GLib thread while its run waits in a nested poll keeps its closure")
+    func freedAcrossHandOver() throws {
+        let h = try Harness(.both, name: "bh-handover")
+        let ctx = h.ctx
+        let gone = TestEventFlag()
+        final class Captured: @unchecked Sendable {
+            let gone: TestEventFlag
+            init(_ gone: TestEventFlag) { self.gone = gone }
+            deinit { gone.set() }
+        }
+        final class Outcome: @unchecked Sendable {
+            var ran = false
+            var freedMeanwhile = false
+            var held = false
+            var alive = false
+        }
+        let outcome = Outcome()
+        let nestedDog = h.watchdog(10, "the nested blocking poll of a BH that deleted itself")
+        do {
+            let captured = Captured(gone)
+            let bh = ctx.makeBottomHalf(name: "handover") { bh in
+                outcome.ran = true
+                bh.delete()
+                // Sleeps: a deleted BH is not work. The GLib thread frees it
+                // and, having dispatched, notifies (the harness's GLib loop).
+                ctx.poll(blocking: true)
+                outcome.freedMeanwhile = ctx.liveBottomHalves.withLock { $0[ObjectIdentifier(bh)] == nil }
+                outcome.held = bh.callback != nil
+                outcome.alive = !captured.gone.isSet
+            }
+            bh.schedule()
+        }
+        let dog = h.watchdog(10, "a BH freed across an ownership hand-over")
+        while !outcome.ran && !dog.hasFired { h.iterate(blocking: true) }
+        #expect(!dog.disarm())
+        #expect(!nestedDog.disarm(), "the nested blocking poll was not woken by the GLib thread's dispatch")
+        #expect(outcome.freedMeanwhile, "the GLib thread did not free the BH during the nested poll")
+        #expect(outcome.held, "the BH let go of its closure while its run waited in the nested poll")
+        #expect(outcome.alive, "the closure's captures were released while its run waited in the nested poll")
+        #expect(gone.isSet, "the freed BH's closure was not released after its run")
         h.drain()
         h.finish()
     }
