@@ -31,13 +31,14 @@ static const gboolean AIO_SHIM_FALSE = 0;
 
 /*
  * The GSource an AioContext attaches to GLib: GLib's struct first, then one
- * pointer back to the Swift owner and the tag of its wake-up fd (GSource.swift).
+ * pointer back to the Swift owner and the tags of its fds (GSource.swift).
  */
 typedef struct {
     GSource source;
     void *owner;           /* Unmanaged<AioContext>, +1 released in finalize */
-    gpointer notifier_tag; /* g_source_add_unix_fd tag of the GLib notifier */
-    gpointer timer_tag;    /* tag of the context's timerfd (sub-ms timers) */
+    gpointer notifier_tag; /* AIO_FAULT_SHARED_FD only: the shared eventfd's tag;
+                              GLib is woken through its own wake-up fd */
+    gpointer timer_tag;    /* the timerfd's tag (sub-ms timers), once armed */
 } AioShimSource;
 
 /*

@@ -159,6 +159,18 @@
  * for work reads: must pass), FAULT_OWNER_LIST_UNSEEN (the looks for work
  * miss the owner-only list: must fail lost_bh).
  *
+ * GLib's own wake-up fd (README.md, "GLib's wake-up fd"): GLIB_WAKEUP. G
+ * polls no fd of ours: a notify that sees bit 0 calls
+ * g_main_context_wakeup(), whose fd (glibFd) GLib itself drains in its
+ * check phase (GA, gmain.c's g_wakeup_acknowledge) whenever its poll saw it
+ * readable: also after a ready prepare, whose check GLib skips, and when
+ * GLib bails out of its check phase because the poll set changed (GB: no
+ * check, no dispatch, bit 0 left set; at most gBails times). GLib drains
+ * behind the wake-pending flag, so prepare clears the flag (P0) before it
+ * sets bit 0: every drain of GLib's fd comes before the next prepare.
+ * FAULT_G_PEND_CHECK_ONLY (AIO_FAULT_G_PEND_CHECK_ONLY): only the check
+ * clears it, as with a fd of our own: must fail (lost_g).
+ *
  * Written for this project; not derived from QEMU's models.
  */
 
@@ -175,6 +187,18 @@
 
 /* An owner-only list for BHs scheduled by the thread that owns the context
  * (a design tried and not merged; README.md, "Schedules by the owner"). */
+#ifdef FAULT_G_PEND_CHECK_ONLY
+#ifndef GLIB_WAKEUP
+#error "FAULT_G_PEND_CHECK_ONLY is a fault of GLIB_WAKEUP"
+#endif
+#endif
+#ifdef GLIB_WAKEUP
+#if defined(FAULT_SHARED_FD) || defined(FAULT_NO_DRAIN) || defined(FAULT_PENDING_EARLY_CLEAR) || defined(NO_WAKE_PENDING)
+#error "GLIB_WAKEUP: GLib drains its own fd; these switches are about a fd of ours"
+#endif
+bool gAcked = false;    /* ghost: GLib drained its fd since the flag's last clear */
+byte gBails = 1;        /* GB: GLib's check phase bails out (poll set changed) */
+#endif
 #ifdef FAULT_OWNER_LIST_UNSEEN
 #ifndef OWNER_LIST
 #define OWNER_LIST
@@ -278,6 +302,10 @@ bool slotPend[NV];      /* WaitSlot.wakePending of V(i)'s slot */
 #else
 #ifdef FAULT_PENDING_EARLY_CLEAR
 #define ASSERT_G_SKIP           assert(glibFd)      /* no label `drained` */
+#elif defined(GLIB_WAKEUP)
+/* GLib drains its fd behind the flag; until the next clear (P0 or C2b) a
+ * skipped notify is one that G's memory covers (the liveness rows judge) */
+#define ASSERT_G_SKIP           assert(glibFd || gAcked)
 #else
 #define ASSERT_G_SKIP           assert(!(!glibFd && !(G[0]@drained)))
 #endif
@@ -584,6 +612,11 @@ active proctype G()
     needG = false;                                          /* L: caller's check */
     do
     ::
+#if defined(GLIB_WAKEUP) && !defined(FAULT_G_PEND_CHECK_ONLY)
+        /* P0: after every drain of GLib's fd (GLib's check phase of the
+         * previous iteration), before bit 0; no ownership needed */
+        atomic { GPEND = false; gAcked = false };
+#endif
 #ifdef FAULT_G_WAIT_ORDER
         /* FAULT_G_WAIT_ORDER: prepare looks for work and reads the
          * generation before bit 0 is visible (no [dekker-wait] fence) */
@@ -597,7 +630,15 @@ active proctype G()
         ready = BH_SCHEDULED;                               /* P3 */
 #endif
         if
-        :: atomic { ready -> ADV_G_CLEAR; zero = false; RELEASE(OWN_G) }  /* P3: (TRUE, 0) */
+        :: atomic { ready -> ADV_G_CLEAR; zero = false; RELEASE(OWN_G) };  /* P3: (TRUE, 0) */
+#ifdef GLIB_WAKEUP
+            /* GLib still polls (timeout 0) and acknowledges its own fd;
+             * our check is skipped */
+            rev = glibFd;                                   /* GP */
+            atomic { if :: rev -> glibFd = false; gAcked = true :: else -> skip fi; rev = false }   /* GA */
+#else
+            skip
+#endif
         :: atomic { !ready ->                               /* P4 */
 #if !defined(FAULT_G_NO_MEMORY) && !defined(FAULT_G_WAIT_ORDER)
                zero = gNew;                                 /* generation != seen */
@@ -615,6 +656,16 @@ endpoll:
             :: atomic { !zero && gTimeouts > 0 -> gTimeouts--; rev = glibFd }
 #endif
             fi;
+#ifdef GLIB_WAKEUP
+            /* GA: gmain.c's check phase acknowledges GLib's fd first */
+            /* not our source's fd: its revents earn us no dispatch (rev = false) */
+            atomic { gWaiting = false; if :: rev -> glibFd = false; gAcked = true :: else -> skip fi; rev = false };
+            if
+            :: atomic { gBails > 0 -> gBails--; rev = false; ready = false }   /* GB */
+                goto endcheck
+            :: skip
+            fi;
+#endif
             ACQUIRE_AND(OWN_G, gWaiting = false; ADV_G_CLEAR);  /* C1 */
 #ifdef FAULT_PENDING_EARLY_CLEAR
             /* FAULT_PENDING_EARLY_CLEAR: the flag is cleared before the
@@ -622,18 +673,25 @@ endpoll:
              * the drain swallows its write, and the flag stays set */
             GPEND = false;                                  /* C2b, too early */
 #endif
-#ifndef FAULT_NO_DRAIN
+#if !defined(FAULT_NO_DRAIN) && !defined(GLIB_WAKEUP)
             atomic { if :: rev -> glibFd = false :: else -> skip fi };    /* C2 */
 #endif
 #if !defined(NO_WAKE_PENDING) && !defined(FAULT_PENDING_EARLY_CLEAR)
 drained:
+#ifdef GLIB_WAKEUP
+            atomic { GPEND = false; gAcked = false };       /* C2b */
+#else
             GPEND = false;                                  /* C2b */
+#endif
 #endif
 #ifndef FAULT_G_NO_MEMORY
             gNew = false;                                   /* C3: remember */
 #endif
             atomic { ready = (BH_SCHEDULED || rev); rev = false; RELEASE(OWN_G) } /* C4 */
         fi;
+#ifdef GLIB_WAKEUP
+endcheck:
+#endif
         if
         :: atomic { ready && owner == FREE -> owner = OWN_G; TAKE_BHS(OWN_G, list) };  /* D */
             run_taken_bhs(list, bh);

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 
 all=(CLEAR_AFTER SKIP_WRITE STEAL BOOL_FLAG NOTIFY_ORDER WAIT_ORDER SHARED_FD NO_DRAIN BH_EARLY_CLEAR POLL_NO_FINAL_CHECK
      GSOURCE_BLOCKING STALE_READINESS CALLBACK_AFTER_REMOVE NOTIFY_AFTER_TEARDOWN NESTED_SLEEP URING_NO_REARM
-     OWE_FORGOTTEN)
+     OWE_FORGOTTEN G_PEND_CHECK_ONLY)
 # fault -> the test that must catch it (the rest are caught by aio-stress)
 declare -A by_test=(
     [POLL_NO_FINAL_CHECK]=noLostEventAtTheEdge
@@ -26,6 +26,7 @@ declare -A by_test=(
     [NOTIFY_AFTER_TEARDOWN]=CoexistenceTests/scheduleRacesTeardown
     [NESTED_SLEEP]=CoexistenceTests/nestedGLibIterationDoesNotSleepOwning
     [URING_NO_REARM]=MonitorTests/repeatedReadiness
+    [G_PEND_CHECK_ONLY]=CoexistenceTests/wakeConsumedByReadyPass
 )
 # what the catching test prints when it catches the fault
 declare -A caught_by=(
@@ -36,6 +37,7 @@ declare -A caught_by=(
     [NOTIFY_AFTER_TEARDOWN]='AIO_FAULT_NOTIFY_AFTER_TEARDOWN: notify\(\) reached a context that was torn down'
     [NESTED_SLEEP]='the nested iteration slept [0-9.]+ ms while owning the context'
     [URING_NO_REARM]='the handler fired [0-9]+ of [0-9]+ times'
+    [G_PEND_CHECK_ONLY]='GLib slept through a notify after a ready pass'
 )
 faults=("$@")
 [ ${#faults[@]} -eq 0 ] && faults=("${all[@]}")

@@ -244,6 +244,46 @@ struct CoexistenceTests {
         Self.finish(ctx, mc)
     }
 
+    /// GLib drains its own wake-up fd in its check phase whenever its poll
+    /// saw it readable, also after a ready prepare, whose check it skips. A
+    /// notify that woke GLib in that window (between prepare's bit 0 and its
+    /// look for work, widened here by a debug hook on the GLib thread)
+    /// claimed the wake-pending flag; if only our check cleared the flag, it
+    /// would stay claimed with the fd drained, and the next sleep would
+    /// skip every notify's wake-up (AIO_FAULT_G_PEND_CHECK_ONLY; model:
+    /// Models/aio_notify_gen.pml GLIB_WAKEUP, FAULT_G_PEND_CHECK_ONLY).
+    /// Natively the hook never runs and the same steps must hold.
+    @Test("a wake-up consumed by a ready GLib pass does not deafen the next sleep",
+          arguments: Driver.allCases)
+    func wakeConsumedByReadyPass(_ driver: Driver) throws {
+        let h = try Harness(driver, name: "ready-pass-wake", holdsOwnership: false)
+        let ctx = h.ctx
+        let hookRan = TestEventFlag()
+        for round in 0..<3 {
+            // A notify from inside prepare, after bit 0: it wakes GLib, and
+            // prepare then finds the one-shot and returns ready.
+            ctx.setDebugHookAfterGLibAdvertise { hookRan.set(); ctx.notify() }
+            let first = Counter()
+            ctx.scheduleOneshot { first.increment() }
+            #expect(h.iterate(until: { first.count == 1 }, within: 5, "round \(round): the first one-shot"))
+            // Let the driver go to sleep, then schedule from another thread.
+            let second = Counter()
+            let scheduler = try NativeThread(name: "late-scheduler") {
+                usleep(50_000)
+                ctx.scheduleOneshot { second.increment() }
+            }
+            let slept = h.iterate(until: { second.count == 1 }, within: 2,
+                                  "round \(round): GLib slept through a notify after a ready pass consumed its wake-up")
+            scheduler.join()
+            #expect(slept, "round \(round): GLib slept through a notify after a ready pass consumed its wake-up")
+        }
+        if driver == .gsource {
+            #expect(hookRan.isSet, "the GLib thread never reached the window the test widens")
+        }
+        ctx.setDebugHookAfterGLibAdvertise {}
+        h.finish()
+    }
+
     /// Defect 5 (handlers): a callback could start after `removeHandler`
     /// returned on another thread (1 to 6 of 300). A running callback is now
     /// waited for, and none starts afterwards.

@@ -1,3 +1,4 @@
+import CGLibShim
 import Glibc
 import Synchronization
 
@@ -60,16 +61,38 @@ final class NotifyCore: @unchecked Sendable {
     /// A notify never skips a wake-up write because of it (FAULT_SKIP_WRITE).
     let notifyGeneration = Atomic<UInt64>(0)
 
-    /// The wake-up fd GLib polls when the context is attached; drained only by
-    /// the GSource's check. Immutable after init.
-    let glibNotifier: EventNotifier
+    /// The GMainContext the source is attached to (the last one, after a
+    /// detach): a notify that sees bit 0 wakes GLib with
+    /// `g_main_context_wakeup()`. GLib polls its own wake-up fd in every
+    /// iteration and drains it itself, so the source adds no fd of ours for
+    /// wake-ups (a poll of one fd fewer per iteration, and no `read(2)` of
+    /// ours after a wake). Set by `attach` before the source can prepare.
+    private let glibContext = Atomic<OpaquePointer?>(nil)
 
-    /// A notify wrote (or is writing) `glibNotifier` and the check has not
-    /// drained it yet: later notifies skip the write. Set by the writing
-    /// notify, cleared by the check after its drain. Not strictly one write
-    /// per sleep: a write that lands after GLib's poll leaves the fd readable
+    /// Every GMainContext stored in `glibContext`, each referenced once and
+    /// released when the core goes: a notify that loaded the pointer before
+    /// a detach may still be waking it, so it must outlive every notify.
+    /// Kept as addresses: `OpaquePointer` is not `Sendable`.
+    private let glibContextRefs = Mutex<[UInt]>([])
+
+    #if AIO_FAULT_SHARED_FD
+    /// FAULT: QEMU's one eventfd, polled by GLib and by every native
+    /// waiter, drained only by the GSource's check.
+    let faultSharedNotifier: EventNotifier
+    #endif
+
+    /// A notify woke GLib (or is waking it) and GLib may not have drained
+    /// its wake-up fd since: later notifies skip the wake-up. Set by the
+    /// notify that wakes. GLib drains the fd in its check phase whenever its
+    /// poll saw it readable, with or without our check (after a ready
+    /// prepare, or when it bails out because its poll set changed), so the
+    /// flag is cleared at the start of every prepare, before bit 0 is set,
+    /// and after each such drain, in our check. Not strictly one write per
+    /// sleep: a write that lands after GLib's poll leaves the fd readable
     /// with the flag clear, and the next notify writes again (harmless).
-    /// Model: Models/aio_notify_gen.pml, FAULT_PENDING_EARLY_CLEAR.
+    /// Models/aio_notify_gen.pml: GLIB_WAKEUP, FAULT_G_PEND_CHECK_ONLY (only
+    /// the check clears it), FAULT_PENDING_EARLY_CLEAR (a clear before the
+    /// drain, with a fd of our own).
     let glibWakePending = Atomic<Bool>(false)
 
     /// Private wake-up fds of native waiters. Thread-safe (own lock).
@@ -86,10 +109,44 @@ final class NotifyCore: @unchecked Sendable {
     let closed = Atomic<Bool>(false)
 
     init(contextName: String) throws(AioError) {
-        glibNotifier = try EventNotifier()
         waiters = try WaiterRegistry(contextName: contextName)
         #if AIO_FAULT_SHARED_FD
-        waiters.sharedNotifier = glibNotifier
+        faultSharedNotifier = try EventNotifier()
+        waiters.sharedNotifier = faultSharedNotifier
+        #endif
+    }
+
+    deinit {
+        for address in glibContextRefs.withLock({ $0 }) {
+            g_main_context_unref(OpaquePointer(bitPattern: address))
+        }
+    }
+
+    /// Records the GMainContext a source is being attached to. Before
+    /// `g_source_attach`: no prepare can set bit 0 before a notify can find
+    /// the context to wake.
+    func setGLibContext(_ mainContext: OpaquePointer) {
+        let address = UInt(bitPattern: mainContext)
+        let isNew = glibContextRefs.withLock { refs in
+            if refs.contains(address) { return false }
+            refs.append(address)
+            return true
+        }
+        if isNew { g_main_context_ref(mainContext) }
+        glibContext.store(mainContext, ordering: .releasing)
+    }
+
+    /// Wakes the GLib thread through its GMainContext's own wake-up fd.
+    /// Callers hold the wake-pending flag's claim. Any thread.
+    @inline(__always)
+    func wakeGLib() {
+        #if AIO_FAULT_SHARED_FD
+        faultSharedNotifier.set()
+        #else
+        // Acquiring: pairs with the releasing store in `setGLibContext`.
+        if let mainContext = glibContext.load(ordering: .acquiring) {
+            g_main_context_wakeup(mainContext)
+        }
         #endif
     }
 
@@ -149,18 +206,19 @@ final class NotifyCore: @unchecked Sendable {
     func wake(_ waiting: UInt32) {
         #if AIO_FAULT_SHARED_FD
         // FAULT: QEMU's single eventfd for every sleeper (see WaitSlot).
-        glibNotifier.set()
+        faultSharedNotifier.set()
         stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         return
         #endif
         // At most one write per GLib sleep: the flag is set by the notify
-        // that writes and cleared by the check after it drains. Acquiring
-        // pairs with the check's releasing store of false, which follows its
-        // drain: a notify that finds the flag clear writes after that drain,
-        // so its write cannot be swallowed. Releasing orders our claim before
-        // the write. Model: Models/aio_notify_gen.pml, FAULT_PENDING_EARLY_CLEAR.
+        // that writes and cleared after GLib's drains (see `glibWakePending`).
+        // Acquiring pairs with the releasing stores of false, which follow
+        // the drain: a notify that finds the flag clear writes after that
+        // drain, so its write cannot be swallowed. Releasing orders our
+        // claim before the write. Model: Models/aio_notify_gen.pml,
+        // GLIB_WAKEUP and FAULT_G_PEND_CHECK_ONLY.
         if waiting & 1 != 0 && !glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
-            glibNotifier.set()
+            wakeGLib()
             stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         }
         if waiting >= 2 {
@@ -284,7 +342,7 @@ final class WaitSlot: @unchecked Sendable {
 /// blocked on a context, and a pool of slots for polls in flight.
 ///
 /// Each native waiter sleeps on its own eventfd and is the only thread that
-/// drains it, while GLib sleeps on the context's GLib notifier. QEMU's single
+/// drains it, while GLib sleeps on its main context's own wake-up fd. QEMU's single
 /// shared eventfd lets one sleeper drain the wake-up another needed (the
 /// GLib thread and an owner thread in a native poll at the same time, seed
 /// 000/003); private fds make that impossible by construction

@@ -91,13 +91,16 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// The GSource while attached. Protected by its lock.
     let attachment = Locked<UnsafeMutablePointer<GSource>?>(nil)
 
+    #if DEBUG
+    /// Tests: see `setDebugHookAfterGLibAdvertise`.
+    let debugHookAfterGLibAdvertise = Mutex<(@Sendable () -> Void)?>(nil)
+    #endif
+
     // The core's parts, also held here as stored references: reading a
     // stored `let` borrows it, while a computed property would retain and
     // release it on every access of the hot path.
     /// Counters for ``statistics``. Written with relaxed atomics.
     let stats: Counters
-    /// The wake-up fd GLib polls when the context is attached; see `NotifyCore`.
-    let glibNotifier: EventNotifier
     /// Private wake-up fds of native waiters; see `NotifyCore`.
     let waiters: WaiterRegistry
     /// Pending BHs; see `NotifyCore`.
@@ -182,7 +185,6 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         let core = try NotifyCore(contextName: name)
         self.core = core
         self.stats = core.stats
-        self.glibNotifier = core.glibNotifier
         self.waiters = core.waiters
         self.bhList = core.bhList
         self.timerLists = AioClock.allCases.map { TimerList(clock: $0, contextName: name) }
@@ -303,7 +305,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     @inline(never)
     func wakeDeferredGLib() {
         if !core.glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
-            glibNotifier.set()
+            core.wakeGLib()
             stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         }
     }
@@ -456,7 +458,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         let pendingNames = pendingBottomHalfNames()
         return "AioContext '\(name)': notifyMe=\(core.notifyMe.load(ordering: .relaxed)) "
             + "notifyGeneration=\(core.notifyGeneration.load(ordering: .relaxed)) "
-            + "glibNotifierReadable=\(glibNotifier.isSet) "
+            + "glibWakePending=\(core.glibWakePending.load(ordering: .relaxed)) "
             + "nativeWaiters=\(waiters.debugDescription) "
             + "pendingBHs=[\(pendingNames.joined(separator: ", "))]"
     }

@@ -25,6 +25,9 @@
 //   AIO_FAULT_CALLBACK_AFTER_REMOVE    a handler or timer callback starts after removeHandler/cancel returned
 //   AIO_FAULT_NOTIFY_AFTER_TEARDOWN    schedule() notifies through a context the owner already tore down
 //   AIO_FAULT_NESTED_SLEEP             a GLib iteration nested in a dispatch sleeps holding ownership
+//   AIO_FAULT_G_PEND_CHECK_ONLY        only the GSource's check clears the GLib wake-pending flag, although
+//                                      GLib also drains its wake-up fd after a ready prepare (whose check
+//                                      it skips): the flag stays claimed and the next sleep is deaf
 //
 // The io_uring monitor's fault (caught by MonitorTests/repeatedReadiness):
 //
@@ -52,7 +55,7 @@ private let faultSpin = Atomic<Int>(0)
 #if AIO_FAULT_STEAL
 extension AioContext {
     func faultStealWakeups() {
-        glibNotifier.testAndClear()
+        // GLib's own wake-up fd is GLib's to drain: the native sleepers'.
         waiters.faultDrainAll()
     }
 }

@@ -44,8 +44,8 @@ private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolea
         // another thread's g_source_add/remove_unix_fd (under the handler table's
         // lock) may be changing that list: query under the same lock.
         let (revents, timer, shared) = ctx.handlers.withLock {
-            (g_source_query_unix_fd(source, shim(source).pointee.notifier_tag),
-             g_source_query_unix_fd(source, shim(source).pointee.timer_tag),
+            (shim(source).pointee.notifier_tag.map { g_source_query_unix_fd(source, $0).rawValue } ?? 0,
+             shim(source).pointee.timer_tag.map { g_source_query_unix_fd(source, $0).rawValue } ?? 0,
              // The table's tag belongs to the source attached now; a check of
              // a source detached meanwhile must not query it.
              ctx.handlers.glibSource == source
@@ -53,8 +53,8 @@ private func aioSourceCheck(_ source: UnsafeMutablePointer<GSource>?) -> gboolea
         }
         // GLib dispatches a source any of whose fds has revents, whatever
         // check says: each readable fd is drained here.
-        if timer.rawValue != 0 { ctx.glibTimer.drain() }
-        return ctx.gsourceCheck(source, notifierReadable: revents.rawValue & G_IO_IN.rawValue != 0,
+        if timer != 0 { ctx.glibTimer.drain() }
+        return ctx.gsourceCheck(source, notifierReadable: revents & G_IO_IN.rawValue != 0,
                                 sharedReadable: shared)
             ? AIO_SHIM_TRUE : AIO_SHIM_FALSE
     }
@@ -82,8 +82,11 @@ extension AioContext {
     /// Attaches the context to a GLib main context, so that iterating it
     /// (`g_main_context_iteration`, a `GMainLoop`) runs the context's work.
     ///
-    /// GLib polls the context's wake-up fd; the source is recursive, so
-    /// callbacks may iterate the main context or poll the AioContext again.
+    /// A notify wakes GLib through the main context's own wake-up fd
+    /// (`g_main_context_wakeup`); the source polls a fd of its own only for
+    /// sub-millisecond timers, once it has one, and for fd handlers. The
+    /// source is recursive, so callbacks may iterate the main context or
+    /// poll the AioContext again.
     ///
     /// Ownership: the GMainContext holds the source and the source holds the
     /// AioContext, so an attached context stays alive until ``detach()``
@@ -106,10 +109,13 @@ extension AioContext {
             g_source_set_name(source, name)
             g_source_set_can_recurse(source, AIO_SHIM_TRUE)
             g_source_set_priority(source, priority)
-            shimSource.pointee.notifier_tag = g_source_add_unix_fd(source, glibNotifier.fd, G_IO_IN)
-            shimSource.pointee.timer_tag = g_source_add_unix_fd(source, glibTimer.fd, G_IO_IN)
+            #if AIO_FAULT_SHARED_FD
+            shimSource.pointee.notifier_tag = g_source_add_unix_fd(source, core.faultSharedNotifier.fd, G_IO_IN)
+            #endif
+            // The timerfd's tag is added by the first prepare that arms it.
             handlers.attachGLib(source)
             current = source
+            core.setGLibContext(mainContext ?? g_main_context_default())
             return g_source_attach(source, mainContext)
         }
     }
@@ -144,6 +150,19 @@ extension AioContext {
     /// Returns readiness and the timeout in ms (-1: no limit).
     /// QEMU: `aio_ctx_prepare()`.
     func gsourcePrepare(_ source: UnsafeMutablePointer<GSource>?) -> (ready: Bool, timeoutMs: Int32) {
+        #if !AIO_FAULT_G_PEND_CHECK_ONLY
+        // GLib drained its wake-up fd, if its last poll saw it readable, in
+        // that iteration's check phase, whether or not our check ran (after
+        // a ready prepare it does not; nor when GLib bails out because its
+        // poll set changed). Every such drain comes before this prepare, and
+        // this comes before bit 0 is set: a notify that sees bit 0 then
+        // finds the flag clear and wakes GLib, unless a notify after this
+        // clear already did. The flag needs no ownership: a deferred prepare
+        // clears it too, so the owner's release can wake GLib.
+        // Model: Models/aio_notify_gen.pml, GLIB_WAKEUP (P0);
+        // FAULT_G_PEND_CHECK_ONLY leaves the clear to the check.
+        core.glibWakePending.store(false, ordering: .releasing)
+        #endif
         // Before GLib looks at the fds: see `ReadyList.epoch`. GLib-thread
         // only (the thread holding the GMainContext).
         glibPollEpoch.store(handlerEpoch.load(ordering: .acquiring), ordering: .relaxed)
@@ -193,6 +212,9 @@ extension AioContext {
         #else
         core.notifyMe.bitwiseOr(1, ordering: .sequentiallyConsistent)
         #endif
+        #if DEBUG
+        runDebugHookAfterGLibAdvertise()
+        #endif
         // [dekker-wait] (GLib edge) The RMW setting bit 0 and the generation
         // load below are sequentially consistent, as are [dekker-notify]'s RMW
         // and load in `notify()`: either we see a notify's generation and GLib
@@ -204,7 +226,7 @@ extension AioContext {
         let ms = GLibTimeout.milliseconds(fromNs: timeoutNs)
         // GLib's timeout is in whole milliseconds, rounded up: the timerfd,
         // armed to the earliest real-time deadline, wakes GLib on time.
-        if timeoutNs > 0 { glibTimer.arm(atNs: earliestRealtimeDeadlineNs()) }
+        if timeoutNs > 0 { armGLibTimer(source) }
         if backlog {
             // Completions moved off the ring (a full queue made room) that
             // its fd no longer reports: check takes them. Not "ready": GLib
@@ -242,42 +264,73 @@ extension AioContext {
         return (ready: false, timeoutMs: ms)
     }
 
+    /// Arms the timerfd to the earliest real-time deadline, adding it to the
+    /// source's fds the first time: a context without real-time timers
+    /// never makes GLib poll it. Added in prepare, before GLib's query, so
+    /// the poll that follows watches it. GLib thread, under ownership.
+    @inline(never)
+    private func armGLibTimer(_ source: UnsafeMutablePointer<GSource>?) {
+        let deadline = earliestRealtimeDeadlineNs()
+        if deadline < 0 { return }
+        if shim(source).pointee.timer_tag == nil {
+            // Under the table's lock, as every change of the source's fd
+            // list is (GLib's query of the list in check takes no lock).
+            handlers.withLock {
+                shim(source).pointee.timer_tag = g_source_add_unix_fd(source, glibTimer.fd, G_IO_IN)
+            }
+        }
+        glibTimer.arm(atNs: deadline)
+    }
+
+    #if DEBUG
+    /// Tests: runs (once) on the GLib thread inside prepare, right after bit
+    /// 0 is set and before the look for work: the window in which a notify
+    /// wakes GLib although prepare then finds work and returns ready.
+    @_spi(AioInternals) public func setDebugHookAfterGLibAdvertise(_ hook: @escaping @Sendable () -> Void) {
+        debugHookAfterGLibAdvertise.withLock { $0 = hook }
+    }
+
+    private func runDebugHookAfterGLibAdvertise() {
+        if let hook = debugHookAfterGLibAdvertise.withLock({ hook in
+            defer { hook = nil }
+            return hook
+        }) { hook() }
+    }
+    #endif
+
     /// Records, for the calling (GLib) thread, the notify generation its
     /// iteration has now seen. End of check and of dispatch.
     private func rememberGeneration() {
         notifyMemory.remember(core.notifyGeneration.load(ordering: .acquiring), forThread: currentThreadID())
     }
 
-    /// GSource check: stop advertising, take our wake-up, report readiness.
+    /// GSource check: stop advertising, clear the wake-up claim, report readiness.
     /// QEMU: `aio_ctx_check()`.
     func gsourceCheck(_ source: UnsafeMutablePointer<GSource>?, notifierReadable: Bool,
                       sharedReadable: Bool = false) -> Bool {
-        // Stopping the advertisement and draining the GLib notifier need no
-        // ownership (only this GLib thread drains it), so they happen even
-        // when another thread owns the context: a deferred check leaves the
-        // notifier drained, so it cannot spin GLib (a readable handler fd
-        // still wakes GLib until the owner dispatches it).
+        // Stopping the advertisement and clearing the wake-pending flag need
+        // no ownership (GLib drained its wake-up fd before this check), so
+        // they happen even when another thread owns the context: a deferred
+        // check cannot spin GLib (a readable handler fd still wakes GLib
+        // until the owner dispatches it).
         // [wait-end] releasing: GLib's poll is over before we stop advertising.
         #if AIO_FAULT_BOOL_FLAG
         core.notifyMe.store(0, ordering: .releasing)
         #else
         core.notifyMe.bitwiseAnd(~1, ordering: .releasing)
         #endif
-        #if AIO_FAULT_NO_DRAIN
-        let drain = false
+        #if AIO_FAULT_SHARED_FD && !AIO_FAULT_NO_DRAIN
+        // FAULT: the shared eventfd is drained here, as QEMU's check does.
+        if notifierReadable { core.faultSharedNotifier.testAndClear() }
         #else
-        let drain = notifierReadable
+        _ = notifierReadable
         #endif
-        if drain {
-            // Only GLib's check drains the GLib notifier (Models/aio_notify_gen.pml,
-            // FAULT_STEAL); any notify after prepare's fence writes this fd.
-            // Not progress.
-            glibNotifier.testAndClear()
-        }
-        // After the drain, never before: a wake pending means "the fd is
-        // readable or about to be". Cleared first, a notify could write, the
-        // drain swallow it, and the flag stay set with the fd empty: every
-        // later notify would skip its write (Models/aio_notify_gen.pml,
+        // GLib's check phase drained its wake-up fd before calling this
+        // check, if its poll saw it readable. After that drain, never
+        // before: a wake pending means "the fd is readable or about to be".
+        // Cleared before a drain, a notify could write, the drain swallow
+        // it, and the flag stay set with the fd empty: every later notify
+        // would skip its write (Models/aio_notify_gen.pml,
         // FAULT_PENDING_EARLY_CLEAR).
         core.glibWakePending.store(false, ordering: .releasing)
         #if AIO_FAULT_GSOURCE_BLOCKING
