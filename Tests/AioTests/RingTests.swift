@@ -62,6 +62,39 @@ struct MonitorTests {
         h.finish()
     }
 
+    /// GLib polls the monitor's shared fd (epoll's, the ring's) only from the
+    /// monitor's first use on: the first handler adds it at registration,
+    /// the first ring operation at the next prepare (its notify makes one).
+    /// Both are made here while the loop sleeps with the monitor unused.
+    @Test("the monitor's first use, made while the loop sleeps, is served", arguments: monitorMatrix)
+    func firstUseWhileAsleep(kind: FDMonitorKind, driver: Driver) throws {
+        func waitFor(_ counter: Counter, _ what: String) {
+            let deadline = nowSeconds() + 5
+            while counter.count == 0 && nowSeconds() < deadline { usleep(1_000) }
+            #expect(counter.count > 0, "\(what) was not served within 5 s (\(kind), \(driver))")
+        }
+        do {
+            let loop = try LoopThread(driver, name: "first-handler", monitor: kind)
+            usleep(30_000)  // the loop sleeps
+            let pipe = Pipe()
+            let fired = Counter()
+            try loop.ctx.setHandler(for: pipe.readFD, read: { pipe.drain(); fired.increment() })
+            usleep(10_000)
+            pipe.write()
+            waitFor(fired, "the first handler's readiness")
+            loop.ctx.removeHandler(for: pipe.readFD)
+            loop.stop()
+        }
+        if kind == .ioUring {
+            let loop = try LoopThread(driver, name: "first-operation", monitor: kind)
+            usleep(30_000)
+            let done = Counter()
+            try loop.ctx.submit({ aio_uring_prep_nop(&$0) }) { _ in done.increment() }
+            waitFor(done, "the first ring operation's completion")
+            loop.stop()
+        }
+    }
+
     @Test("a handler removed while its poll is in flight never runs", arguments: monitorMatrix)
     func removeWhileInFlight(kind: FDMonitorKind, driver: Driver) throws {
         let h = try Harness(driver, name: "remove-in-flight", monitor: kind)

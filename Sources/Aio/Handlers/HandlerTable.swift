@@ -42,8 +42,18 @@ final class HandlerTable: @unchecked Sendable {
     /// handler under poll; the monitor's one fd under epoll and io_uring).
     var glibSource: UnsafeMutablePointer<GSource>?
     /// The GLib tag of the monitor's shared fd while attached, and that fd.
+    /// GLib polls the shared fd only once the monitor has been used (see
+    /// `monitorUsed`): a context with no handlers and no ring operations
+    /// adds no fd to GLib's poll.
     private var glibSharedTag: gpointer?
     private var glibSharedFD: Int32 = -1
+    /// `glibSharedTag != nil`, for `glibPrepare`'s look without the lock.
+    private let glibSharedPolled = Atomic<Bool>(false)
+    /// A handler was registered, or a GLib prepare found ring operations in
+    /// flight, at some point: from then on GLib polls the shared fd (a
+    /// completion left over from that use, e.g. of a poll removal, keeps it
+    /// readable until taken). Under `lock`.
+    private var monitorUsed = false
     /// Handlers the last GLib checks found ready (shared-fd mode), for the
     /// dispatch to walk, and the lowest dispatch epoch they were seen at.
     private var glibReady: [FDHandlerNode] = []
@@ -188,6 +198,12 @@ final class HandlerTable: @unchecked Sendable {
         }
         if let source = glibSource, monitor.sharedFD == nil {
             node.glibTag = g_source_add_unix_fd(source, fd, GIOCondition(UInt32(node.pollEvents)))
+        }
+        if !monitorUsed {
+            // The first handler: GLib starts polling the shared fd
+            // (g_source_add_unix_fd wakes GLib to poll it).
+            monitorUsed = true
+            if monitor.sharedFD != nil { glibUseMonitorFDs() }
         }
         if monitor.kind == .poll && !epollDisabled && active.count >= Self.epollThreshold {
             warning = upgradeToEpoll() ?? warning
@@ -342,12 +358,13 @@ final class HandlerTable: @unchecked Sendable {
     /// and whenever the monitor (or its shared fd) changes.
     private func glibUseMonitorFDs() {
         guard let source = glibSource else { return }
+        defer { glibSharedPolled.store(glibSharedTag != nil, ordering: .relaxed) }
         if let shared = monitor.sharedFD {
             for node in active {
                 if let tag = node.glibTag { g_source_remove_unix_fd(source, tag) }
                 node.glibTag = nil
             }
-            if glibSharedFD != shared {
+            if glibSharedFD != shared && monitorUsed {
                 if let tag = glibSharedTag { g_source_remove_unix_fd(source, tag) }
                 glibSharedTag = g_source_add_unix_fd(source, shared, G_IO_IN)
                 glibSharedFD = shared
@@ -376,6 +393,7 @@ final class HandlerTable: @unchecked Sendable {
             glibSource = nil
             glibSharedTag = nil
             glibSharedFD = -1
+            glibSharedPolled.store(false, ordering: .relaxed)
             for node in active { node.glibTag = nil; node.glibRevents = 0 }
             glibReady.removeAll()
             glibReadyEpoch = .max
@@ -389,8 +407,25 @@ final class HandlerTable: @unchecked Sendable {
     /// Returns whether completions wait that the shared fd no longer
     /// reports (GLib must not sleep then).
     func glibPrepare(_ source: UnsafeMutablePointer<GSource>?) -> Bool {
+        // Nothing to arm or submit, and no shared fd for GLib to poll: the
+        // monitor has never been used. Without the lock: a handler's
+        // registration raises `registeredCount` before it wakes GLib, and a
+        // ring submission raises `operationsInFlight` before its notify, so
+        // a prepare that reads a stale zero is followed by another.
+        if !glibSharedPolled.load(ordering: .relaxed) && !hasWatchedWork { return false }
+        return glibPrepareLocked(source)
+    }
+
+    @inline(never)
+    private func glibPrepareLocked(_ source: UnsafeMutablePointer<GSource>?) -> Bool {
         withLock {
             guard source == glibSource, monitor.sharedFD != nil else { return false }
+            if glibSharedTag == nil {
+                // Ring operations in flight, the first use: poll the shared
+                // fd from this prepare on (added before GLib's query).
+                monitorUsed = true
+                glibUseMonitorFDs()
+            }
             monitor.prepareShared(table: self)
             guard let ring else { return false }
             ring.withLock { ring.submitDeferredLocked() }

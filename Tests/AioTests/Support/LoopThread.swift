@@ -19,8 +19,9 @@ final class LoopThread: @unchecked Sendable {
 
     /// `alternateNative`: in GSource mode, alternate GLib iterations with
     /// native blocking polls on the same thread.
-    init(_ driver: Driver, name: String = "loop", alternateNative: Bool = false) throws {
-        harness = try Harness(driver, name: name, holdsOwnership: false)
+    init(_ driver: Driver, name: String = "loop", alternateNative: Bool = false,
+         monitor: FDMonitorKind? = nil) throws {
+        harness = try Harness(driver, name: name, holdsOwnership: false, monitor: monitor)
         let harness = self.harness
         let state = self.state
         let started = self.started
