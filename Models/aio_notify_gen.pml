@@ -169,7 +169,9 @@
  * behind the wake-pending flag, so prepare clears the flag (P0) before it
  * sets bit 0: every drain of GLib's fd comes before the next prepare.
  * FAULT_G_PEND_CHECK_ONLY (AIO_FAULT_G_PEND_CHECK_ONLY): only the check
- * clears it, as with a fd of our own: must fail (lost_g).
+ * clears it, as with a fd of our own: must fail (lost_g). G_EARLY_READY: a
+ * prepare that finds a BH scheduled before it sets bit 0 returns ready
+ * without advertising at all (P1a; the code's fast path): must pass.
  *
  * Written for this project; not derived from QEMU's models.
  */
@@ -623,6 +625,16 @@ active proctype G()
         ACQUIRE_AND(OWN_G, ready = BH_SCHEDULED);           /* P1 + P3 */
         zero = gNew;                                        /* P4's read */
         ADV_G_SET;                                          /* P2 */
+#elif defined(G_EARLY_READY)
+        /* P1a: a prepare that finds work before advertising returns (TRUE,
+         * 0) without setting bit 0; otherwise P2 and P3 as below */
+        ACQUIRE_AND(OWN_G, ready = BH_SCHEDULED);
+        if
+        :: ready -> skip
+        :: else -> atomic { ADV_G_SET };                    /* P2 */
+            /* full fence */
+            ready = BH_SCHEDULED                            /* P3 */
+        fi;
 #else
         /* P1 (seen: gNew) + P2; the acquire commutes to the right */
         ACQUIRE_AND(OWN_G, ADV_G_SET);

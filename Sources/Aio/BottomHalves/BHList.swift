@@ -106,15 +106,19 @@ final class BHList: @unchecked Sendable {
     /// Owner-only (it walks the queue), O(pending), allocates nothing.
     @inline(__always)
     func scanScheduled() -> (busy: Bool, idle: Bool) {
-        // The common case first: the newest pending BH is scheduled and not
-        // idle (acquiring, as below).
-        if let top = pending.load(ordering: .acquiring) {
-            let f = top._withUnsafeGuaranteedRef { $0.flags.load(ordering: .relaxed) }
-            if f & (BHFlags.scheduled | BHFlags.deleted | BHFlags.idle) == BHFlags.scheduled {
-                return (true, false)
-            }
-        }
+        // The common case first.
+        if newestIsBusy { return (true, false) }
         return scanAll()
+    }
+
+    /// Whether the newest pending BH is scheduled and neither deleted nor
+    /// idle (acquiring, as in `scanAll`): `scanScheduled`'s fast path, and
+    /// GLib's prepare's. False says nothing. Owner-only.
+    @inline(__always)
+    var newestIsBusy: Bool {
+        guard let top = pending.load(ordering: .acquiring) else { return false }
+        let f = top._withUnsafeGuaranteedRef { $0.flags.load(ordering: .relaxed) }
+        return f & (BHFlags.scheduled | BHFlags.deleted | BHFlags.idle) == BHFlags.scheduled
     }
 
     @inline(never)
