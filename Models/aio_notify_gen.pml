@@ -194,11 +194,18 @@
 #error "FAULT_G_PEND_CHECK_ONLY is a fault of GLIB_WAKEUP"
 #endif
 #endif
+#ifndef GLIB_WAKEUP
+#define G_ACK_FORGET    skip
+#endif
 #ifdef GLIB_WAKEUP
 #if defined(FAULT_SHARED_FD) || defined(FAULT_NO_DRAIN) || defined(FAULT_PENDING_EARLY_CLEAR) || defined(NO_WAKE_PENDING)
 #error "GLIB_WAKEUP: GLib drains its own fd; these switches are about a fd of ours"
 #endif
-bool gAcked = false;    /* ghost: GLib drained its fd since the flag's last clear */
+/* ghost: GLib drained its fd since the flag's last clear (P0, C2b) or
+ * since G last advertised (P2): from P2 on, a claimed flag must mean a
+ * readable fd until GLib's next drain */
+bool gAcked = false;
+#define G_ACK_FORGET    gAcked = false
 byte gBails = 1;        /* GB: GLib's check phase bails out (poll set changed) */
 #endif
 #ifdef FAULT_OWNER_LIST_UNSEEN
@@ -298,7 +305,7 @@ bool slotPend[NV];      /* WaitSlot.wakePending of V(i)'s slot */
  * assertions, which assume W alone, are off, and the liveness rows judge. */
 #if (defined(FAULT_PENDING_EARLY_CLEAR) || defined(FAULT_PENDING_SHARED) || \
      defined(FAULT_PENDING_NO_RESET) || defined(FAULT_STEAL) || \
-     defined(CB_SCHEDULES)) && !defined(PENDING_ASSERT)
+     defined(FAULT_G_PEND_CHECK_ONLY) || defined(CB_SCHEDULES)) && !defined(PENDING_ASSERT)
 #define ASSERT_G_SKIP           skip
 #define ASSERT_SLOT_SKIP(i)     skip
 #else
@@ -307,7 +314,7 @@ bool slotPend[NV];      /* WaitSlot.wakePending of V(i)'s slot */
 #elif defined(GLIB_WAKEUP)
 /* GLib drains its fd behind the flag; until the next clear (P0 or C2b) a
  * skipped notify is one that G's memory covers (the liveness rows judge) */
-#define ASSERT_G_SKIP           assert(glibFd || gAcked)
+#define ASSERT_G_SKIP           assert(!(!glibFd && !gAcked))
 #else
 #define ASSERT_G_SKIP           assert(!(!glibFd && !(G[0]@drained)))
 #endif
@@ -631,13 +638,13 @@ active proctype G()
         ACQUIRE_AND(OWN_G, ready = BH_SCHEDULED);
         if
         :: ready -> skip
-        :: else -> atomic { ADV_G_SET };                    /* P2 */
+        :: else -> atomic { ADV_G_SET; G_ACK_FORGET };      /* P2 */
             /* full fence */
             ready = BH_SCHEDULED                            /* P3 */
         fi;
 #else
         /* P1 (seen: gNew) + P2; the acquire commutes to the right */
-        ACQUIRE_AND(OWN_G, ADV_G_SET);
+        ACQUIRE_AND(OWN_G, ADV_G_SET; G_ACK_FORGET);
         /* full fence */
         ready = BH_SCHEDULED;                               /* P3 */
 #endif

@@ -207,6 +207,8 @@ aio_notify_gen | GLIB_WAKEUP+G_EARLY_READY+CB_SCHEDULES+WOPS=2 | lost_g | pass
 aio_notify_gen | GLIB_WAKEUP+G_EARLY_READY+CB_SCHEDULES+WOPS=2 | lost_bh | pass
 aio_notify_gen | GLIB_WAKEUP+FAULT_G_PEND_CHECK_ONLY+WOPS=2 | safety | pass
 aio_notify_gen | GLIB_WAKEUP+FAULT_G_PEND_CHECK_ONLY+WOPS=2 | lost_g | fail
+aio_notify_gen | GLIB_WAKEUP+FAULT_G_PEND_CHECK_ONLY+PENDING_ASSERT+WOPS=2 | safety | fail
+aio_notify_gen | GLIB_WAKEUP+G_EARLY_READY+FAULT_G_PEND_CHECK_ONLY+WOPS=2 | lost_g | fail
 aio_notify_gen | GLIB_WAKEUP+FAULT_G_NO_MEMORY+WOPS=2 | lost_g | fail
 aio_notify_gen | GLIB_WAKEUP+FAULT_G_WAIT_ORDER+WOPS=2 | lost_g | fail
 aio_poll | default | safety | pass

@@ -246,13 +246,15 @@ struct CoexistenceTests {
 
     /// GLib drains its own wake-up fd in its check phase whenever its poll
     /// saw it readable, also after a ready prepare, whose check it skips. A
-    /// notify that woke GLib in that window (between prepare's bit 0 and its
-    /// look for work, widened here by a debug hook on the GLib thread)
-    /// claimed the wake-pending flag; if only our check cleared the flag, it
-    /// would stay claimed with the fd drained, and the next sleep would
-    /// skip every notify's wake-up (AIO_FAULT_G_PEND_CHECK_ONLY; model:
+    /// schedule whose notify woke GLib in the window between prepare's bit 0
+    /// and its look for work (a debug hook on the GLib thread makes the
+    /// schedule there) claimed the wake-pending flag, and prepare then finds
+    /// the one-shot and returns ready. If only our check cleared the flag, it
+    /// would stay claimed with the fd drained, and the next sleep would skip
+    /// every notify's wake-up (AIO_FAULT_G_PEND_CHECK_ONLY; model:
     /// Models/aio_notify_gen.pml GLIB_WAKEUP, FAULT_G_PEND_CHECK_ONLY).
-    /// Natively the hook never runs and the same steps must hold.
+    /// Natively there is no GLib prepare: the test thread schedules the
+    /// first one-shot, and the same steps must hold.
     @Test("a wake-up consumed by a ready GLib pass does not deafen the next sleep",
           arguments: Driver.allCases)
     func wakeConsumedByReadyPass(_ driver: Driver) throws {
@@ -260,12 +262,29 @@ struct CoexistenceTests {
         let ctx = h.ctx
         let hookRan = TestEventFlag()
         for round in 0..<3 {
-            // A notify from inside prepare, after bit 0: it wakes GLib, and
-            // prepare then finds the one-shot and returns ready.
-            ctx.setDebugHookAfterGLibAdvertise { hookRan.set(); ctx.notify() }
+            // A schedule from inside prepare, after bit 0 (no work before
+            // it, so prepare does not take its early ready path): its notify
+            // wakes GLib, and prepare then finds the one-shot and returns
+            // ready.
             let first = Counter()
-            ctx.scheduleOneshot { first.increment() }
+            let hookRounds = Counter()
+            if driver == .native {
+                ctx.scheduleOneshot { first.increment() }
+            } else {
+                ctx.setDebugHookAfterGLibAdvertise {
+                    hookRounds.increment()
+                    ctx.scheduleOneshot { first.increment() }
+                }
+                // The test thread iterates (gsource) or polls natively (both)
+                // until the GLib thread's prepare has run the hook and its
+                // one-shot has run.
+                if driver == .both { ctx.notify() }
+            }
             #expect(h.iterate(until: { first.count == 1 }, within: 5, "round \(round): the first one-shot"))
+            if driver == .gsource {
+                #expect(hookRounds.count == 1, "round \(round): the GLib prepare never reached the window the test widens")
+            }
+            if hookRounds.count > 0 { hookRan.set() }
             // Let the driver go to sleep, then schedule from another thread.
             let second = Counter()
             let scheduler = try NativeThread(name: "late-scheduler") {
@@ -277,7 +296,7 @@ struct CoexistenceTests {
             scheduler.join()
             #expect(slept, "round \(round): GLib slept through a notify after a ready pass consumed its wake-up")
         }
-        if driver == .gsource {
+        if driver != .native {
             #expect(hookRan.isSet, "the GLib thread never reached the window the test widens")
         }
         ctx.setDebugHookAfterGLibAdvertise {}

@@ -61,19 +61,18 @@ final class NotifyCore: @unchecked Sendable {
     /// A notify never skips a wake-up write because of it (FAULT_SKIP_WRITE).
     let notifyGeneration = Atomic<UInt64>(0)
 
-    /// The GMainContext the source is attached to (the last one, after a
-    /// detach): a notify that sees bit 0 wakes GLib with
+    /// The address of the GMainContext the source is attached to, 0 when
+    /// detached: a notify that sees bit 0 wakes GLib with
     /// `g_main_context_wakeup()`. GLib polls its own wake-up fd in every
     /// iteration and drains it itself, so the source adds no fd of ours for
     /// wake-ups (a poll of one fd fewer per iteration, and no `read(2)` of
-    /// ours after a wake). Set by `attach` before the source can prepare.
-    private let glibContext = Atomic<OpaquePointer?>(nil)
-
-    /// Every GMainContext stored in `glibContext`, each referenced once and
-    /// released when the core goes: a notify that loaded the pointer before
-    /// a detach may still be waking it, so it must outlive every notify.
-    /// Kept as addresses: `OpaquePointer` is not `Sendable`.
-    private let glibContextRefs = Mutex<[UInt]>([])
+    /// ours after a wake). Set by `attach` before the source can prepare,
+    /// with a reference that `detach` gives back. The lock is held across
+    /// the wake, so `detach` cannot release the context while a notify is
+    /// waking it; it is taken only by a notify that wakes GLib, next to a
+    /// system call, and by attach and detach. A leaf lock: the wake takes no
+    /// other. (`OpaquePointer` is not `Sendable`: kept as an address.)
+    private let glibContext = Mutex<UInt>(0)
 
     #if AIO_FAULT_SHARED_FD
     /// FAULT: QEMU's one eventfd, polled by GLib and by every native
@@ -117,35 +116,34 @@ final class NotifyCore: @unchecked Sendable {
     }
 
     deinit {
-        for address in glibContextRefs.withLock({ $0 }) {
-            g_main_context_unref(OpaquePointer(bitPattern: address))
-        }
+        // A context is detached before its core goes (the source holds the
+        // context); this only guards against a reference left behind.
+        setGLibContext(nil)
     }
 
-    /// Records the GMainContext a source is being attached to. Before
-    /// `g_source_attach`: no prepare can set bit 0 before a notify can find
-    /// the context to wake.
-    func setGLibContext(_ mainContext: OpaquePointer) {
-        let address = UInt(bitPattern: mainContext)
-        let isNew = glibContextRefs.withLock { refs in
-            if refs.contains(address) { return false }
-            refs.append(address)
-            return true
+    /// Records the GMainContext a source is being attached to (a reference
+    /// is kept while attached), or forgets it (nil) and gives the reference
+    /// back. Attach calls it before `g_source_attach`, so no prepare can set
+    /// bit 0 before a notify can find the context to wake.
+    func setGLibContext(_ mainContext: OpaquePointer?) {
+        if let mainContext { g_main_context_ref(mainContext) }
+        let old = glibContext.withLock { address in
+            defer { address = UInt(bitPattern: mainContext) }
+            return address
         }
-        if isNew { g_main_context_ref(mainContext) }
-        glibContext.store(mainContext, ordering: .releasing)
+        // After the lock: no notify is waking the old context any more.
+        if let previous = OpaquePointer(bitPattern: old) { g_main_context_unref(previous) }
     }
 
     /// Wakes the GLib thread through its GMainContext's own wake-up fd.
     /// Callers hold the wake-pending flag's claim. Any thread.
-    @inline(__always)
+    @inline(never)
     func wakeGLib() {
         #if AIO_FAULT_SHARED_FD
         faultSharedNotifier.set()
         #else
-        // Acquiring: pairs with the releasing store in `setGLibContext`.
-        if let mainContext = glibContext.load(ordering: .acquiring) {
-            g_main_context_wakeup(mainContext)
+        glibContext.withLock { address in
+            if let mainContext = OpaquePointer(bitPattern: address) { g_main_context_wakeup(mainContext) }
         }
         #endif
     }

@@ -84,14 +84,16 @@ extension AioContext {
     ///
     /// A notify wakes GLib through the main context's own wake-up fd
     /// (`g_main_context_wakeup`); the source polls a fd of its own only for
-    /// sub-millisecond timers, once it has one, and for fd handlers. The
+    /// sub-millisecond timers, once it has one, and for fd handlers and ring
+    /// operations, once there has been one. The
     /// source is recursive, so callbacks may iterate the main context or
     /// poll the AioContext again.
     ///
-    /// Ownership: the GMainContext holds the source and the source holds the
-    /// AioContext, so an attached context stays alive until ``detach()``
-    /// (or until GLib drops the source). A context is attached to at most one
-    /// main context at a time; attaching twice traps.
+    /// Ownership: the GMainContext holds the source, the source holds the
+    /// AioContext, and the AioContext holds the source and a reference to
+    /// the GMainContext (to wake it), so an attached context and its main
+    /// context stay alive until ``detach()``. A context is attached to at
+    /// most one main context at a time; attaching twice traps.
     ///
     /// Thread-safe. `mainContext` nil means the default main context.
     /// GLib: `g_source_new()` + `g_source_attach()`; QEMU: `aio_get_g_source()`.
@@ -131,7 +133,10 @@ extension AioContext {
         // concurrent attach cannot interleave with forgetting the old tags.
         let source = attachment.withLock { current -> UnsafeMutablePointer<GSource>? in
             defer { current = nil }
-            if current != nil { handlers.detachGLib() }
+            if current != nil {
+                handlers.detachGLib()
+                core.setGLibContext(nil)
+            }
             return current
         }
         guard let source else { return }
@@ -208,7 +213,13 @@ extension AioContext {
             // Work is visible before advertising: GLib will poll with a zero
             // timeout and dispatch, so it cannot sleep, and bit 0 (with the
             // notify memory) is not needed; a ready prepare would clear it
-            // at once anyway. Model: Models/aio_notify_gen.pml, G_EARLY_READY.
+            // at once anyway. Bit 0 may still be set from an iteration whose
+            // check GLib skipped (it bailed out on a changed poll set): clear
+            // it, or every notify would wake a GLib that is not asleep.
+            // Model: Models/aio_notify_gen.pml, G_EARLY_READY.
+            if core.notifyMe.load(ordering: .relaxed) & 1 != 0 {
+                core.notifyMe.bitwiseAnd(~1, ordering: .releasing)
+            }
             return (ready: true, timeoutMs: 0)
         }
         // The GLib thread's notify memory, as in a native poll: a notify since
@@ -291,8 +302,11 @@ extension AioContext {
         if deadline < 0 { return }
         if shim(source).pointee.timer_tag == nil {
             // Under the table's lock, as every change of the source's fd
-            // list is (GLib's query of the list in check takes no lock).
+            // list is (GLib's query of the list in check takes no lock). Not
+            // to a source that a detach on another thread has destroyed
+            // (GLib refuses that); a new source arms its own.
             handlers.withLock {
+                guard handlers.glibSource == source else { return }
                 shim(source).pointee.timer_tag = g_source_add_unix_fd(source, glibTimer.fd, G_IO_IN)
             }
         }

@@ -49,6 +49,12 @@ final class HandlerTable: @unchecked Sendable {
     private var glibSharedFD: Int32 = -1
     /// `glibSharedTag != nil`, for `glibPrepare`'s look without the lock.
     private let glibSharedPolled = Atomic<Bool>(false)
+    /// A source is attached, the monitor has a shared fd, and GLib does not
+    /// poll it yet: a ring operation queued inside a dispatch (which does
+    /// not otherwise notify) must notify, so that GLib's next prepare adds
+    /// the fd. Read without the lock (a stale value costs one notify, or is
+    /// covered by `hasWatchedWork` in that prepare).
+    let glibAwaitingFirstUse = Atomic<Bool>(false)
     /// A handler was registered, or a GLib prepare found ring operations in
     /// flight, at some point: from then on GLib polls the shared fd (a
     /// completion left over from that use, e.g. of a poll removal, keeps it
@@ -358,7 +364,10 @@ final class HandlerTable: @unchecked Sendable {
     /// and whenever the monitor (or its shared fd) changes.
     private func glibUseMonitorFDs() {
         guard let source = glibSource else { return }
-        defer { glibSharedPolled.store(glibSharedTag != nil, ordering: .relaxed) }
+        defer {
+            glibSharedPolled.store(glibSharedTag != nil, ordering: .relaxed)
+            glibAwaitingFirstUse.store(monitor.sharedFD != nil && glibSharedTag == nil, ordering: .relaxed)
+        }
         if let shared = monitor.sharedFD {
             for node in active {
                 if let tag = node.glibTag { g_source_remove_unix_fd(source, tag) }
@@ -394,6 +403,7 @@ final class HandlerTable: @unchecked Sendable {
             glibSharedTag = nil
             glibSharedFD = -1
             glibSharedPolled.store(false, ordering: .relaxed)
+            glibAwaitingFirstUse.store(false, ordering: .relaxed)
             for node in active { node.glibTag = nil; node.glibRevents = 0 }
             glibReady.removeAll()
             glibReadyEpoch = .max

@@ -131,8 +131,13 @@ extension AioContext {
         // it (`afterDispatch`), or by the next wait or GLib prepare. Outside
         // a dispatch, make sure there is one: a waiter asleep now does not
         // even watch the ring if nothing was in flight.
-        // Ownership first: `dispatchDepth` is the owner's to read.
-        if !(ownership.isHeldByCurrentThread && dispatchDepth > 0) { notify() }
+        // Ownership first: `dispatchDepth` is the owner's to read. Inside a
+        // dispatch, GLib may be asleep without the ring's fd in its poll
+        // (the monitor's first use): notify, so its next prepare adds it.
+        if !(ownership.isHeldByCurrentThread && dispatchDepth > 0)
+            || handlers.glibAwaitingFirstUse.load(ordering: .relaxed) {
+            notify()
+        }
         return op
     }
 
