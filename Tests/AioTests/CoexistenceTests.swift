@@ -116,7 +116,12 @@ struct CoexistenceTests {
             g_main_context_release(mc.raw)
             iterated.increment()
         }
-        try runBounded(30, "20 rounds of an owner BH iterating the GMainContext") {
+        // Each round waits for GLib's iteration to let the GMainContext go:
+        // deferred, it polls 1 ms at a time and takes the context straight
+        // back, and GLib's acquire is not fair, so a round takes up to about
+        // a second under load (20 rounds: 0.8-27 s measured, before and
+        // after GLib's own wake-up fd). A deadlock never finishes.
+        try runBounded(90, "20 rounds of an owner BH iterating the GMainContext") {
             for _ in 0..<20 {
                 ctx.withOwnership {
                     bh.schedule()

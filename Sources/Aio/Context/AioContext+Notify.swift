@@ -118,21 +118,30 @@ final class NotifyCore: @unchecked Sendable {
     deinit {
         // A context is detached before its core goes (the source holds the
         // context); this only guards against a reference left behind.
-        setGLibContext(nil)
+        if let left = takeGLibContext() { g_main_context_unref(left) }
     }
 
-    /// Records the GMainContext a source is being attached to (a reference
-    /// is kept while attached), or forgets it (nil) and gives the reference
-    /// back. Attach calls it before `g_source_attach`, so no prepare can set
-    /// bit 0 before a notify can find the context to wake.
-    func setGLibContext(_ mainContext: OpaquePointer?) {
-        if let mainContext { g_main_context_ref(mainContext) }
-        let old = glibContext.withLock { address in
-            defer { address = UInt(bitPattern: mainContext) }
-            return address
+    /// Records the GMainContext a source is being attached to, with a
+    /// reference kept while attached. Attach calls it before
+    /// `g_source_attach`, so no prepare can set bit 0 before a notify can
+    /// find the context to wake. The context was detached (nothing to give
+    /// back): attach and detach run under the context's attachment lock.
+    func setGLibContext(_ mainContext: OpaquePointer) {
+        g_main_context_ref(mainContext)
+        glibContext.withLock { address in
+            precondition(address == 0, "a GMainContext recorded twice")
+            address = UInt(bitPattern: mainContext)
         }
-        // After the lock: no notify is waking the old context any more.
-        if let previous = OpaquePointer(bitPattern: old) { g_main_context_unref(previous) }
+    }
+
+    /// Forgets the GMainContext and returns its reference, for the caller to
+    /// release once its source has left it. After the lock no notify is
+    /// waking it any more.
+    func takeGLibContext() -> OpaquePointer? {
+        glibContext.withLock { address in
+            defer { address = 0 }
+            return OpaquePointer(bitPattern: address)
+        }
     }
 
     /// Wakes the GLib thread through its GMainContext's own wake-up fd.

@@ -131,17 +131,18 @@ extension AioContext {
     public func detach() {
         // Under the attachment lock (then the table lock, as in attach), so a
         // concurrent attach cannot interleave with forgetting the old tags.
-        let source = attachment.withLock { current -> UnsafeMutablePointer<GSource>? in
+        let (source, mainContext) = attachment.withLock { current -> (UnsafeMutablePointer<GSource>?, OpaquePointer?) in
             defer { current = nil }
-            if current != nil {
-                handlers.detachGLib()
-                core.setGLibContext(nil)
-            }
-            return current
+            guard current != nil else { return (nil, nil) }
+            handlers.detachGLib()
+            return (current, core.takeGLibContext())
         }
         guard let source else { return }
         g_source_destroy(source)
         g_source_unref(source)
+        // After the source has left it: this may be the main context's last
+        // reference.
+        if let mainContext { g_main_context_unref(mainContext) }
     }
 
     /// Whether the context is attached to a main context. Thread-safe.
