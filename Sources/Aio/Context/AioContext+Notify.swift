@@ -21,8 +21,9 @@ final class NotifyCore: @unchecked Sendable {
     /// Who may sleep, and so who must be woken.
     ///
     /// - Bit 0: the attached GSource is between prepare and check, i.e. GLib may
-    ///   be asleep in its poll. Set in prepare, cleared in check (a bit, not a
-    ///   counter, because GLib may prepare without checking).
+    ///   be asleep in its poll. Set in prepare, cleared in check or by a
+    ///   prepare that returns ready (a bit, not a counter, because GLib may
+    ///   prepare without checking).
     /// - Bits 1...31: twice the number of native `poll(blocking: true)` calls
     ///   that are about to block or are blocked (each adds 2).
     ///
@@ -69,9 +70,10 @@ final class NotifyCore: @unchecked Sendable {
     /// ours after a wake). Set by `attach` before the source can prepare,
     /// with a reference that `detach` gives back. The lock is held across
     /// the wake, so `detach` cannot release the context while a notify is
-    /// waking it; it is taken only by a notify that wakes GLib, next to a
-    /// system call, and by attach and detach. A leaf lock: the wake takes no
-    /// other. (`OpaquePointer` is not `Sendable`: kept as an address.)
+    /// waking it; it is taken only by a wake of GLib (a notify's, or an
+    /// ownership release's for a deferred hook), next to a system call, and
+    /// by attach, detach and the core's deinit. A leaf lock: the wake takes
+    /// no other. (`OpaquePointer` is not `Sendable`: kept as an address.)
     private let glibContext = Mutex<UInt>(0)
 
     #if AIO_FAULT_SHARED_FD
@@ -145,15 +147,20 @@ final class NotifyCore: @unchecked Sendable {
     }
 
     /// Wakes the GLib thread through its GMainContext's own wake-up fd.
-    /// Callers hold the wake-pending flag's claim. Any thread.
+    /// Callers hold the wake-pending flag's claim. Counts the write in the
+    /// statistics if there was one (none while detached). Any thread.
     @inline(never)
     func wakeGLib() {
         #if AIO_FAULT_SHARED_FD
         faultSharedNotifier.set()
+        stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         #else
-        glibContext.withLock { address in
-            if let mainContext = OpaquePointer(bitPattern: address) { g_main_context_wakeup(mainContext) }
+        let woke = glibContext.withLock { address -> Bool in
+            guard let mainContext = OpaquePointer(bitPattern: address) else { return false }
+            g_main_context_wakeup(mainContext)
+            return true
         }
+        if woke { stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed) }
         #endif
     }
 
@@ -226,7 +233,6 @@ final class NotifyCore: @unchecked Sendable {
         // GLIB_WAKEUP and FAULT_G_PEND_CHECK_ONLY.
         if waiting & 1 != 0 && !glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
             wakeGLib()
-            stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         }
         if waiting >= 2 {
             let writes = waiters.wakeAll()

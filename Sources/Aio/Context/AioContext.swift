@@ -90,6 +90,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
 
     /// The GSource while attached. Protected by its lock.
     let attachment = Locked<UnsafeMutablePointer<GSource>?>(nil)
+    /// The attached GSource's address (0: detached), readable without the
+    /// lock: a hook of a source detached meanwhile leaves bit 0 alone.
+    let attachedSourceAddress = Atomic<UInt>(0)
 
     #if DEBUG
     /// Tests: see `setDebugHookAfterGLibAdvertise`.
@@ -306,7 +309,6 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     func wakeDeferredGLib() {
         if !core.glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
             core.wakeGLib()
-            stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         }
     }
 

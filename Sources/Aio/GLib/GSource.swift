@@ -92,8 +92,10 @@ extension AioContext {
     /// Ownership: the GMainContext holds the source, the source holds the
     /// AioContext, and the AioContext holds the source and a reference to
     /// the GMainContext (to wake it), so an attached context and its main
-    /// context stay alive until ``detach()``. A context is attached to at
-    /// most one main context at a time; attaching twice traps.
+    /// context stay alive until ``detach()``. A thread that iterates the main
+    /// context keeps its own reference while it does (a BH may detach). A
+    /// context is attached to at most one main context at a time; attaching
+    /// twice traps.
     ///
     /// Thread-safe. `mainContext` nil means the default main context.
     /// GLib: `g_source_new()` + `g_source_attach()`; QEMU: `aio_get_g_source()`.
@@ -117,6 +119,7 @@ extension AioContext {
             // The timerfd's tag is added by the first prepare that arms it.
             handlers.attachGLib(source)
             current = source
+            attachedSourceAddress.store(UInt(bitPattern: source), ordering: .relaxed)
             core.setGLibContext(mainContext ?? g_main_context_default())
             return g_source_attach(source, mainContext)
         }
@@ -134,6 +137,7 @@ extension AioContext {
         let (source, mainContext) = attachment.withLock { current -> (UnsafeMutablePointer<GSource>?, OpaquePointer?) in
             defer { current = nil }
             guard current != nil else { return (nil, nil) }
+            attachedSourceAddress.store(0, ordering: .relaxed)
             handlers.detachGLib()
             return (current, core.takeGLibContext())
         }
@@ -216,9 +220,13 @@ extension AioContext {
             // notify memory) is not needed; a ready prepare would clear it
             // at once anyway. Bit 0 may still be set from an iteration whose
             // check GLib skipped (it bailed out on a changed poll set): clear
-            // it, or every notify would wake a GLib that is not asleep.
+            // it, or every notify would wake a GLib that is not asleep. Not
+            // if this source was detached meanwhile: the bit may then be a
+            // new source's GLib thread's, asleep (which cannot set it now,
+            // while this thread owns the context).
             // Model: Models/aio_notify_gen.pml, G_EARLY_READY.
-            if core.notifyMe.load(ordering: .relaxed) & 1 != 0 {
+            if core.notifyMe.load(ordering: .relaxed) & 1 != 0
+                && attachedSourceAddress.load(ordering: .relaxed) == UInt(bitPattern: source) {
                 core.notifyMe.bitwiseAnd(~1, ordering: .releasing)
             }
             return (ready: true, timeoutMs: 0)
@@ -429,7 +437,7 @@ extension AioContext {
 
     /// Called from finalize: if no newer source has been attached, clear a bit
     /// 0 that a prepare without check may have left set (it would only cost
-    /// useless eventfd writes). The attachment lock orders this against a new
+    /// a wake-pending exchange per notify). The attachment lock orders this against a new
     /// `attach`, whose prepare can only run after the source is recorded.
     func gsourceFinalized() {
         attachment.withLock { current in
