@@ -55,7 +55,8 @@ private let faultSpin = Atomic<Int>(0)
 #if AIO_FAULT_STEAL
 extension AioContext {
     func faultStealWakeups() {
-        // GLib's own wake-up fd is GLib's to drain: the native sleepers'.
+        // GLib's own wake-up fd is GLib's to drain: this steals only the
+        // native sleepers' wake-ups.
         waiters.faultDrainAll()
     }
 }
