@@ -146,11 +146,22 @@ final class NotifyCore: @unchecked Sendable {
         }
     }
 
-    /// Wakes the GLib thread through its GMainContext's own wake-up fd.
-    /// Callers hold the wake-pending flag's claim. Counts the write in the
-    /// statistics if there was one (none while detached). Any thread.
+    /// Wakes the GLib thread through its GMainContext's own wake-up fd,
+    /// unless a wake-up is already pending there: at most one write per GLib
+    /// sleep. The flag is set by the wake that writes and cleared after
+    /// GLib's drains (see `glibWakePending`). Acquiring pairs with the
+    /// releasing stores of false, which follow the drain: a wake that finds
+    /// the flag clear writes after that drain, so its write cannot be
+    /// swallowed. Releasing orders the claim before the write (and, for a
+    /// deferred hook's wake, pairs with the GLib thread's clear before its
+    /// deferral: see `OwnershipLock.tryAcquireOrDefer`). Model:
+    /// Models/aio_notify_gen.pml, GLIB_WAKEUP and FAULT_G_PEND_CHECK_ONLY.
+    /// Counts the write in the statistics if there was one (none while
+    /// detached). Any thread: a notify that sees bit 0, and the release
+    /// that ends a stretch of ownership during which GLib was turned away.
     @inline(never)
-    func wakeGLib() {
+    func wakeGLibUnlessPending() {
+        if glibWakePending.exchange(true, ordering: .acquiringAndReleasing) { return }
         #if AIO_FAULT_SHARED_FD
         faultSharedNotifier.set()
         stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
@@ -224,16 +235,7 @@ final class NotifyCore: @unchecked Sendable {
         stats.eventfdWrites.wrappingAdd(1, ordering: .relaxed)
         return
         #endif
-        // At most one write per GLib sleep: the flag is set by the notify
-        // that writes and cleared after GLib's drains (see `glibWakePending`).
-        // Acquiring pairs with the releasing stores of false, which follow
-        // the drain: a notify that finds the flag clear writes after that
-        // drain, so its write cannot be swallowed. Releasing orders our
-        // claim before the write. Model: Models/aio_notify_gen.pml,
-        // GLIB_WAKEUP and FAULT_G_PEND_CHECK_ONLY.
-        if waiting & 1 != 0 && !glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
-            wakeGLib()
-        }
+        if waiting & 1 != 0 { wakeGLibUnlessPending() }
         if waiting >= 2 {
             let writes = waiters.wakeAll()
             stats.eventfdWrites.wrappingAdd(writes, ordering: .relaxed)

@@ -92,6 +92,12 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     let attachment = Locked<UnsafeMutablePointer<GSource>?>(nil)
     /// The attached GSource's address (0: detached), readable without the
     /// lock: a hook of a source detached meanwhile leaves bit 0 alone.
+    /// Written under `attachment`'s lock; read (relaxed) only by a prepare
+    /// that owns the context. Relaxed suffices there: a new source's prepare
+    /// can have set bit 0 only under ownership, after its attach stored the
+    /// new address, and our acquire of ownership follows that prepare's
+    /// release, so a reader that could clear the new source's bit sees the
+    /// new address. (Read stale, an old address only skips a clear.)
     let attachedSourceAddress = Atomic<UInt>(0)
 
     #if DEBUG
@@ -303,13 +309,11 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
         _ = ownership.release()
     }
 
-    /// Writes GLib's wake-up fd for a hook that was deferred, once per
-    /// pending wake-up (the same flag as notify's GLib write). Any thread.
-    @inline(never)
+    /// Wakes GLib for a hook that was deferred, once per pending wake-up
+    /// (the same flag as notify's GLib write). Any thread.
+    @inline(__always)
     func wakeDeferredGLib() {
-        if !core.glibWakePending.exchange(true, ordering: .acquiringAndReleasing) {
-            core.wakeGLib()
-        }
+        core.wakeGLibUnlessPending()
     }
 
     /// Gives back one level of ownership taken with ``acquire()``.

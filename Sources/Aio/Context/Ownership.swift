@@ -144,8 +144,8 @@ final class OwnershipLock: @unchecked Sendable {
             if s & Self.glibDeferred != 0 { return false }
             // Acquiring-and-releasing, with the release's exchange: the
             // releaser that sees the bit also sees what this GLib thread did
-            // before (its check's clear of the wake-pending flag), so its
-            // wake is not skipped for a stale flag.
+            // before (its prepare's or check's clear of the wake-pending
+            // flag), so its wake is not skipped for a stale flag.
             let (done, now) = state.compareExchange(expected: s, desired: s | Self.glibDeferred,
                                                     ordering: .acquiringAndReleasing)
             if done { return false }
