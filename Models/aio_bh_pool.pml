@@ -15,23 +15,44 @@
  *  - The producer fills the node and pushes it on the pending stack (the BH
  *    list's releasing CAS).
  *  - The dispatcher (the owner) takes the pending stack, runs each node,
- *    and recycles it: into a private chain during the pass, pushed on the
- *    free stack with one CAS at the end of the pass; or, while more than
- *    CAP nodes are alive, it frees the node (allocated - 1).
+ *    and recycles it into a private chain, pushed on the free stack with
+ *    one CAS at the end of the pass. Only the owner counts (`pooled`): +1
+ *    per node made for a post that it recycles, -1 per node it frees. A
+ *    node a producer took from the free stack (the producer marks it:
+ *    BHFlags.pooled in the code) stays counted while in flight. The pool
+ *    has no fixed size (a flood that outruns the loop takes every node
+ *    back); at the end of a pass that recycled posts, if `pooled` is over
+ *    `keep` (CAP, or DF times the posts the pass recycled if more) and
+ *    every post of the pass found a node in the pool (none was made for
+ *    it), the dispatcher trims: it takes the free stack as any taker does
+ *    (EXCHANGE), frees nodes while over `keep` and gives the rest back as
+ *    producers do; the pass's chain is kept. On its way to a sleep
+ *    (nothing pending) it trims the same way to CAP. (The code
+ *    used to free while more than CAP nodes were alive, a count every
+ *    producer and the owner wrote.) The dispatch does no flag operation on
+ *    a one-shot: nobody but its producer, the lists and the dispatcher
+ *    ever holds its node.
  *
  * Properties (safety): a node taken from the free stack is free (nobody
  * else holds it, it is on no list); every node the dispatcher pops is
  * pending and holds the callback its producer wrote; every post runs
  * exactly once (a lost post leaves the dispatcher blocked: invalid end
- * state); at the end every node alive is on the free stack and no more
- * than CAP + PRODUCERS... are alive.
+ * state); at the end every node alive is on the free stack, the owner's
+ * count is exact, and once the loop has gone to sleep (which trims) no
+ * more than CAP nodes are alive.
  *
  * Variant that must fail:
  *  - BUG_POP_CAS: the textbook Treiber pop (read head, read head.next, CAS
  *    head -> next). With recycling, a node can leave and come back between
  *    the two reads (ABA): two producers then hold one node.
+ *  - BUG_MARK_FRESH: a producer marks a node it allocated as taken from
+ *    the pool, so the owner's count goes down for a node it never
+ *    counted: its count ends below the nodes it holds.
+ *  - BUG_NO_TRIM: no trim; the flood's nodes stay (more than CAP alive).
  * Model-only switch:
- *  - CAP=n: recycle while at most n nodes are alive (default 2).
+ *  - CAP=n: the nodes the pool keeps after a trim (default 2).
+ *  - DF=n: the demand factor (default 1, so that trims happen mid-run;
+ *    the code's 4 only moves the threshold).
  */
 
 #ifndef NPROD
@@ -42,6 +63,9 @@
 #endif
 #ifndef CAP
 #define CAP 2
+#endif
+#ifndef DF
+#define DF 1           /* the code keeps 4 passes' demand; see flush() */
 #endif
 #define TOTAL (NPROD * K)
 #define NNODES (TOTAL + 1)   /* index 0 is nil */
@@ -58,9 +82,44 @@ byte payload[NNODES];     /* "the callback": which post it carries */
 byte freeHead = 0;
 byte pendHead = 0;
 byte allocated = 0;
+byte pooled = 0;          /* the owner's count; see above */
+bool fromPool[NNODES];    /* BHFlags.pooled */
 byte ran = 0;
 byte producersDone = 0;
 bool done[TOTAL + 1];     /* post ids start at 1 */
+
+/* Give a chain the caller owns back: CAS expecting empty; on failure take
+ * what was pushed meanwhile, splice the chain behind it. Producers after a
+ * take, and the dispatcher after a trim. */
+inline give_back(rest, more, tail, ok)
+{
+    do
+    :: rest == 0 -> break
+    :: rest != 0 ->
+        atomic {
+            if
+            :: freeHead == 0 -> freeHead = rest; ok = true
+            :: else -> ok = false
+            fi
+        }
+        if
+        :: ok -> break
+        :: else ->
+            atomic { more = freeHead; freeHead = 0 }
+            if
+            :: more != 0 ->
+                tail = more;
+                do
+                :: next[tail] != 0 -> tail = next[tail]
+                :: else -> break
+                od;
+                next[tail] = rest;
+                rest = more
+            :: else -> skip
+            fi
+        fi
+    od
+}
 
 /* Producer p posts K one-shots, ids p*K+1 .. p*K+K. */
 proctype Producer(byte p) {
@@ -95,38 +154,12 @@ retry_pop:
         if
         :: node != 0 ->
             rest = next[node];
-            /* Give the rest back: CAS expecting empty; on failure take
-             * what was pushed meanwhile, splice our rest behind it. */
-            do
-            :: rest == 0 -> break
-            :: rest != 0 ->
-                atomic {
-                    if
-                    :: freeHead == 0 -> freeHead = rest; ok = true
-                    :: else -> ok = false
-                    fi
-                }
-                if
-                :: ok -> break
-                :: else ->
-                    atomic { more = freeHead; freeHead = 0 }
-                    if
-                    :: more != 0 ->
-                        tail = more;
-                        do
-                        :: next[tail] != 0 -> tail = next[tail]
-                        :: else -> break
-                        od;
-                        next[tail] = rest;
-                        rest = more
-                    :: else -> skip
-                    fi
-                fi
-            od
+            give_back(rest, more, tail, ok)
         :: else -> skip
         fi;
 #endif
         if
+        :: node != 0 -> fromPool[node] = true
         :: node == 0 ->
             /* Allocate a fresh node. */
             atomic {
@@ -138,8 +171,12 @@ retry_pop:
                 node = cur;
                 state[node] = S_FREE;
                 allocated++
-            }
-        :: else -> skip
+            };
+#ifdef BUG_MARK_FRESH
+            fromPool[node] = true
+#else
+            fromPool[node] = false
+#endif
         fi;
         /* The node must be ours alone. */
         assert(state[node] == S_FREE);
@@ -168,15 +205,87 @@ retry_pop:
     producersDone++
 }
 
+/* OneshotPool.trim: take the free stack as any taker does, free nodes
+ * while over `keep`, give the rest back as producers do. */
+inline trim()
+{
+    atomic { node = freeHead; freeHead = 0 };
+    do
+    :: node != 0 && pooled > keep ->
+        assert(state[node] == S_FREE);
+        nx = next[node];
+        atomic { state[node] = S_UNUSED; next[node] = 0; allocated--; pooled-- };
+        node = nx
+    :: else -> break
+    od;
+    give_back(node, more, tail, ok)
+}
+
+/* The end of a pass (OneshotPool.flush): if the pass recycled posts, all
+ * served by the pool, and `pooled` is over `keep`, trim the free stack;
+ * then push the pass's chain with one CAS. */
+inline flush()
+{
+#ifndef BUG_NO_TRIM
+    keep = DF * recycled;
+    if
+    :: keep < CAP -> keep = CAP
+    :: else -> skip
+    fi;
+    if
+    :: recycled > 0 && pooled > keep && !madeThisPass -> trim()
+    :: else -> skip
+    fi;
+#endif
+    madeThisPass = false;
+    recycled = 0;
+    if
+    :: rHead != 0 ->
+        do
+        :: atomic {
+               cur = freeHead;
+               next[rTail] = cur
+           }
+           atomic {
+               if
+               :: freeHead == cur -> freeHead = rHead; ok = true
+               :: else -> ok = false
+               fi
+           }
+           if
+           :: ok -> break
+           :: else -> skip
+           fi
+        od
+    :: else -> skip
+    fi;
+    rHead = 0; rTail = 0
+}
+
 proctype Dispatcher() {
-    byte list, node, nx, rHead = 0, rTail = 0, cur;
-    bool ok;
+    byte list, node, nx, rHead = 0, rTail = 0, cur, more, tail;
+    byte keep, recycled = 0;
+    bool ok, madeThisPass = false;
     do
     :: ran == TOTAL -> break
     :: else ->
-        /* Blocks until something is pending: a lost post is a deadlock. */
+        /* On the way to a sleep (nothing pending), the loop trims to CAP
+         * (OneshotPool.trimBeforeSleep); then it blocks until something
+         * is pending: a lost post is a deadlock. */
+        if
+        :: pendHead == 0 ->
+#ifndef BUG_NO_TRIM
+            keep = CAP;
+            if
+            :: pooled > keep -> trim()
+            :: else -> skip
+            fi
+#else
+            skip
+#endif
+        :: else -> skip
+        fi;
         atomic { pendHead != 0 -> list = pendHead; pendHead = 0 }
-        rHead = 0; rTail = 0;
         do
         :: list == 0 -> break
         :: else ->
@@ -189,46 +298,36 @@ proctype Dispatcher() {
             done[payload[node]] = true;
             ran++;
             payload[node] = 0;
-            /* Recycle, or free while more than CAP are alive. */
+            /* Recycle: a node made for this post joins the pool. */
             if
-            :: allocated > CAP ->
-                atomic { state[node] = S_UNUSED; next[node] = 0; allocated-- }
-            :: else ->
-                state[node] = S_FREE;
-                next[node] = rHead;
-                if
-                :: rHead == 0 -> rTail = node
-                :: else -> skip
-                fi;
-                rHead = node
+            :: fromPool[node] -> skip
+            :: else -> pooled++; madeThisPass = true
             fi;
+            state[node] = S_FREE;
+            next[node] = rHead;
+            if
+            :: rHead == 0 -> rTail = node
+            :: else -> skip
+            fi;
+            rHead = node;
+            recycled++;
             list = nx
         od;
-        /* One push of the pass's chain (CAS loop). */
-        if
-        :: rHead != 0 ->
-            do
-            :: atomic {
-                   cur = freeHead;
-                   next[rTail] = cur
-               }
-               atomic {
-                   if
-                   :: freeHead == cur -> freeHead = rHead; ok = true
-                   :: else -> ok = false
-                   fi
-               }
-               if
-               :: ok -> break
-               :: else -> skip
-               fi
-            od
-        :: else -> skip
-        fi
+        flush()
     od;
-    /* The end: every post ran; every node alive is on the free stack
-     * (none lost, none twice), and no more than CAP + NPROD are alive. */
+    /* The loop goes to sleep (nothing pending): it trims what the flood
+     * left. */
     (producersDone == NPROD);
+#ifndef BUG_NO_TRIM
+    keep = CAP;
+    if
+    :: pooled > keep -> trim()
+    :: else -> skip
+    fi;
+#endif
+    /* The end: every post ran; every node alive is on the free stack
+     * (none lost, none twice); the owner's count is exact, and no more than
+     * CAP nodes are alive. */
     byte onFree = 0;
     cur = freeHead;
     do
@@ -240,7 +339,8 @@ proctype Dispatcher() {
         cur = next[cur]
     od;
     assert(onFree == allocated);
-    assert(allocated <= CAP + NPROD)
+    assert(onFree == pooled);
+    assert(allocated <= CAP)
 }
 
 init {

@@ -317,6 +317,10 @@ aio_uring_poll | FAULT_ARM_EPOCH_LATE | safety | fail
 aio_bh_pool | default | safety | pass
 aio_bh_pool | CAP=1 | safety | pass
 aio_bh_pool | BUG_POP_CAS | safety | fail
+aio_bh_pool | BUG_MARK_FRESH | safety | fail
+aio_bh_pool | BUG_NO_TRIM | safety | fail
+aio_bh_pool | DF=4 | safety | pass
+aio_bh_pool | NPROD=1+K=4 | safety | pass
 '
 # slow rows (--full): minutes, and up to ~2 GB of memory. Some WOPS=2 rows
 # above at the default WOPS=3, and the bigger configurations.

@@ -75,9 +75,25 @@ struct AllocationTests {
         #expect(afterBurst - before == 0, "100 one-shots with 100 pooled nodes allocated")
         #expect(afterCycles - afterBurst == 0, "a one-shot + poll cycle allocated")
         #expect(runs.count == 1_000)
-        // More than the pool keeps: a burst allocates, the pool does not grow.
+        // More than the pool keeps: a burst allocates, and the pass that
+        // runs it takes every node back (a flood would take them again).
         for _ in 0..<(3 * 1_024) { ctx.scheduleOneshot {} }
         ctx.poll(blocking: false)
-        #expect(ctx.oneshots.nodesAlive <= 1_024, "the pool kept \(ctx.oneshots.nodesAlive) nodes")
+        #expect(ctx.oneshots.nodesAlive == 3 * 1_024)
+        // The owner's count is exact once nothing is in flight.
+        #expect(ctx.oneshots.nodesPooled == ctx.oneshots.nodesAlive)
+        // A pass without one-shots says nothing about demand: no trim.
+        ctx.poll(blocking: false)
+        #expect(ctx.oneshots.nodesAlive == 3 * 1_024)
+        // A pass whose one-shot the pool serves: supply exceeds demand, so
+        // it trims the free stack down to the capacity.
+        ctx.scheduleOneshot {}
+        ctx.poll(blocking: false)
+        #expect(ctx.oneshots.nodesAlive == OneshotPool.capacity, "the pool kept \(ctx.oneshots.nodesAlive) nodes")
+        #expect(ctx.oneshots.nodesPooled == ctx.oneshots.nodesAlive)
+        // At capacity the pool keeps what it has.
+        ctx.scheduleOneshot {}
+        ctx.poll(blocking: false)
+        #expect(ctx.oneshots.nodesAlive == OneshotPool.capacity)
     }
 }

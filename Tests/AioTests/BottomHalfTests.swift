@@ -213,6 +213,9 @@ struct BottomHalfTests {
         final class Outcome: @unchecked Sendable {
             var ran = false
             var freedMeanwhile = false
+            var freedOnGLibThread = false
+            var registeredMeanwhile = false
+            var id: ObjectIdentifier?
             var held = false
             var alive = false
         }
@@ -223,10 +226,20 @@ struct BottomHalfTests {
             let bh = ctx.makeBottomHalf(name: "handover") { bh in
                 outcome.ran = true
                 bh.delete()
-                // Sleeps: a deleted BH is not work. The GLib thread frees it
+                // Sleeps: a deleted BH is not work, and the token is taken
+                // after delete()'s notify (a plain blocking poll would see
+                // that notify and not sleep). The GLib thread frees the BH
                 // and, having dispatched, notifies (the harness's GLib loop).
-                ctx.poll(blocking: true)
-                outcome.freedMeanwhile = ctx.liveBottomHalves.withLock { $0[ObjectIdentifier(bh)] == nil }
+                let token = ctx.notifyToken
+                ctx.poll(blocking: true, unlessNotifiedSince: token)
+                outcome.freedOnGLibThread = bh.debugFreedOnThread != 0
+                    && bh.debugFreedOnThread == h.glibThreadID.value.load(ordering: .acquiring)
+                // Freed by the GLib thread: the registry, which may hold
+                // the last reference (the BH list holds none of a
+                // registered BH), lets go of it only when this run returns.
+                outcome.id = ObjectIdentifier(bh)
+                outcome.freedMeanwhile = bh.unregisterAfterRun
+                outcome.registeredMeanwhile = ctx.liveBottomHalves.withLock { $0[ObjectIdentifier(bh)] != nil }
                 outcome.held = bh.callback != nil
                 outcome.alive = !captured.gone.isSet
             }
@@ -237,6 +250,10 @@ struct BottomHalfTests {
         #expect(!dog.disarm())
         #expect(!nestedDog.disarm(), "the nested blocking poll was not woken by the GLib thread's dispatch")
         #expect(outcome.freedMeanwhile, "the GLib thread did not free the BH during the nested poll")
+        #expect(outcome.freedOnGLibThread, "the BH was not freed by the GLib thread's dispatch: no hand-over happened")
+        #expect(outcome.registeredMeanwhile, "the registry let go of the BH while its run was on the stack")
+        #expect(ctx.liveBottomHalves.withLock { live in outcome.id.map { live[$0] == nil } ?? false },
+                "the registry kept the BH after its run returned")
         #expect(outcome.held, "the BH let go of its closure while its run waited in the nested poll")
         #expect(outcome.alive, "the closure's captures were released while its run waited in the nested poll")
         #expect(gone.isSet, "the freed BH's closure was not released after its run")

@@ -35,7 +35,9 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     // SAFETY: unowned(unsafe) is sound because the context cannot be torn down
     // while this BH is alive and not deleted (teardown traps naming it), and a
     // deleted BH never touches its context again (every entry point checks
-    // DELETED first).
+    // DELETED first), except the run of its own callback that its context's
+    // dispatch has on the stack: that run gives the freed BH back to the
+    // context's registry when it returns (`run()`), inside the dispatch.
     unowned(unsafe) let context: AioContext
 
     /// PENDING | SCHEDULED | DELETED | ONESHOT | IDLE; see `BHFlags`.
@@ -87,6 +89,14 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
     @exclusivity(unchecked) private var activeRuns = 0
     /// `releaseCallback()` came while a run was on the stack.
     @exclusivity(unchecked) private var releaseAfterRun = false
+    /// The context freed this BH while a run was on the stack: the
+    /// registry, which may hold the last reference (the BH list holds none
+    /// of a registered BH), lets go of it when that run returns.
+    @exclusivity(unchecked) private(set) var unregisterAfterRun = false
+    #if DEBUG
+    /// Tests: the thread whose dispatch freed this BH (0: not freed).
+    @exclusivity(unchecked) var debugFreedOnThread: UInt = 0
+    #endif
 
     init(context: AioContext, name: String, flags: UInt32, registered: Bool,
          callback: Callback) {
@@ -129,6 +139,12 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
             if activeRuns == 0 && releaseAfterRun {
                 releaseAfterRun = false
                 releaseCallback()
+                // Last (`AioContext.free` set both flags): the registry's
+                // may be the last reference to us.
+                if unregisterAfterRun {
+                    unregisterAfterRun = false
+                    context.unregister(self)
+                }
             }
             return
         }
@@ -146,6 +162,16 @@ public final class BottomHalf: @unchecked Sendable, CustomStringConvertible {
         }
         borrowedCallback = nil
         callback = nil
+    }
+
+    /// Whether a run of this BH is on the stack; if so, the context's
+    /// registry lets go of the BH when it returns (see `run()`), instead of
+    /// now. Owner-only, called by `AioContext.free` after
+    /// `releaseCallback()`.
+    func unregisterAfterRunIfRunning() -> Bool {
+        if activeRuns == 0 { return false }
+        unregisterAfterRun = true
+        return true
     }
 
     /// Schedules the BH to run once on its context's thread.
@@ -260,4 +286,8 @@ enum BHFlags {
     static let oneshot: UInt32 = 1 << 3
     /// Low priority: not progress, caps the sleep at 10 ms.
     static let idle: UInt32 = 1 << 4
+    /// A one-shot whose node its scheduler took from the context's pool
+    /// (`OneshotPool`), not a node it made: the owner counted it when it
+    /// recycled it, and does not count it again.
+    static let pooled: UInt32 = 1 << 5
 }

@@ -14,23 +14,47 @@ import Synchronization
 ///   nodes come back. Model: Models/aio_bh_pool.pml, variant BUG_POP_CAS.
 /// - The owner recycles a node it ran into a private chain, pushed onto the
 ///   free stack with one releasing compare-exchange at the end of the pass
-///   (`flush`), or frees it while more than `capacity` pool nodes are alive
-///   (a burst of one-shots does not stay allocated).
+///   (`flush`). A pass whose one-shots all found a node in the pool, while
+///   the pool holds or has lent out more than `capacity` and more than its
+///   demand needs, frees nodes of the free stack, and so does the loop on
+///   its way to a sleep: a burst of one-shots does not stay allocated (see
+///   `pooled`). Model: Models/aio_bh_pool.pml.
 ///
 /// Each node on the free stack or in the chain holds one retain, the one
 /// the BH list held while it was pending.
 final class OneshotPool: @unchecked Sendable {
-    // @unchecked Sendable: `free` and `alive` are atomic; `chainHead` and
-    // `chainTail` are owner-only; a node's `next` belongs to whoever holds it.
+    // @unchecked Sendable: `free` is atomic; `chainHead`, `chainTail`,
+    // `pooled` and the pass's counts are owner-only; a node's `next`
+    // belongs to whoever holds it.
 
-    /// Nodes alive at most before the owner frees instead of recycling.
+    /// Nodes the pool keeps once the producers stop taking them all.
     static let capacity = 1_024
 
     /// Top of the free stack.
     private let free = Atomic<Unmanaged<BottomHalf>?>(nil)
-    /// Nodes the pool made and has not freed: the free stack, the chain, and
-    /// one-shots in flight. Written on allocation and on free only.
-    private let alive = Atomic<Int>(0)
+    /// Owner-only: the nodes the pool holds or lent out, as the owner counts
+    /// them: one per node made for a one-shot that the owner recycled, less
+    /// one per node it freed. A node a producer took from the free stack
+    /// (marked `BHFlags.pooled`) stays counted until the dispatch hands it
+    /// back. The pool has no fixed size: in a flood that outruns the loop
+    /// every node comes back and is taken again, and none is freed (a node
+    /// freed on the loop's core and made again on a producer's costs a
+    /// `free`, a `malloc` and, while the flood grows the heap, page faults).
+    /// A pass whose one-shots all found a node in the pool, while this is
+    /// over `capacity` and over four times the pass's one-shots, frees
+    /// what the free stack holds beyond that (`trim`); so does the loop on
+    /// its way to a sleep, down to `capacity` (`trimBeforeSleep`).
+    /// Only the owner writes it: a shared count cost a locked instruction on
+    /// both sides per one-shot, on one line both cores wrote.
+    @exclusivity(unchecked) private var pooled = 0
+    /// Owner-only: the one-shots this pass recycled (its demand), plus
+    /// `madeThisPass` if one of them had a node made for it, not taken from
+    /// the pool (the pool fell short of demand). One word, so that a pass
+    /// without one-shots pays one store for it.
+    @exclusivity(unchecked) private var passCounts = 0
+    private static let madeThisPass = 1 << 40
+    /// A pool that serves every one-shot keeps this many passes' demand.
+    static let demandFactor = 4
 
     /// Owner-only: nodes recycled during the current pass.
     @exclusivity(unchecked) private var chainHead: Unmanaged<BottomHalf>?
@@ -40,6 +64,9 @@ final class OneshotPool: @unchecked Sendable {
     /// `madeNode`). Any thread, lock-free.
     @inline(__always)
     func take() -> Unmanaged<BottomHalf>? {
+        // An empty stack is the common case of a flood that outruns the
+        // loop: a load, not an exchange, then (the line stays shared).
+        if free.load(ordering: .relaxed) == nil { return nil }
         // [pool-free] acquiring: pairs with the releasing compare-exchange in
         // `flush` (and in the give-back below): the nodes' `next`, and their
         // reset by the owner, are visible.
@@ -80,30 +107,38 @@ final class OneshotPool: @unchecked Sendable {
         }
     }
 
-    /// Counts a node the caller allocated because the pool was empty.
+    /// Counts a node the caller allocated because the pool was empty (tests).
     @inline(__always)
     func madeNode() {
-        alive.wrappingAdd(1, ordering: .relaxed)
+        #if DEBUG
+        made.wrappingAdd(1, ordering: .relaxed)
+        #endif
     }
 
     /// Takes back a one-shot that ran (or was cancelled), with the BH list's
-    /// retain. Its callback is already cleared. Owner-only.
+    /// retain and the flags its producer set. Its callback is already
+    /// cleared. Owner-only.
     @inline(__always)
-    func recycle(_ node: Unmanaged<BottomHalf>) {
-        if alive.load(ordering: .relaxed) > Self.capacity {
-            alive.wrappingSubtract(1, ordering: .relaxed)
-            node.release()
-            return
+    func recycle(_ node: Unmanaged<BottomHalf>, flags: UInt32) {
+        // A node taken from the pool was counted while lent out; a node
+        // made for this one-shot joins the pool now.
+        if flags & BHFlags.pooled == 0 {
+            pooled &+= 1
+            passCounts |= Self.madeThisPass
         }
+        passCounts &+= 1
         node._withUnsafeGuaranteedRef { $0.next = chainHead }
         if chainHead == nil { chainTail = node }
         chainHead = node
     }
 
     /// Pushes the pass's recycled nodes onto the free stack. Owner-only; the
-    /// dispatch calls it before it can give ownership away.
+    /// dispatch calls it at the end of every pass, before it can give
+    /// ownership away.
     @inline(__always)
     func flush() {
+        if pooled > Self.capacity { trimIfSurplus() }
+        passCounts = 0
         guard let head = chainHead, let tail = chainTail else { return }
         chainHead = nil
         chainTail = nil
@@ -119,6 +154,63 @@ final class OneshotPool: @unchecked Sendable {
         }
     }
 
+    /// Every one-shot of this pass found a node in the pool, and the pool
+    /// holds more than `keep`: supply exceeds demand, trim what the
+    /// producers left on the free stack. A flood that the pool serves keeps
+    /// what it needs: its passes each run a batch, and the pool holds about
+    /// two (the one in flight and the one just run). Owner-only.
+    /// A pass without one-shots says nothing about demand (an fd or timer
+    /// pass in the middle of a flood): it does not trim; the loop trims
+    /// when it goes to sleep (`trimBeforeSleep`).
+    @inline(never)
+    private func trimIfSurplus() {
+        if passCounts == 0 || passCounts >= Self.madeThisPass { return }
+        let keep = max(Self.capacity, Self.demandFactor &* passCounts)
+        if pooled > keep { trim(keeping: keep) }
+    }
+
+    /// Trims to `capacity` before the loop sleeps: nothing is pending, so
+    /// what the pool holds beyond it is what a burst left. Owner-only;
+    /// called by a native poll and by GLib's prepare, under ownership, on
+    /// the way to a sleep.
+    @inline(__always)
+    func trimBeforeSleep() {
+        if pooled > Self.capacity { trim(keeping: Self.capacity) }
+    }
+
+    /// Frees nodes of the free stack while the pool is over `keep`: the
+    /// owner takes the stack as any taker does (one acquiring exchange) and
+    /// gives the rest back. This pass's chain is kept: in a flood the
+    /// producers take its nodes next, and what a flood left is freed by the
+    /// passes after it, from the stack. Owner-only. Each node freed here
+    /// was recycled once, so the walk is paid for.
+    @inline(never)
+    private func trim(keeping keep: Int) {
+        // A relaxed peek, as in `take`; the exchange acquires [pool-free].
+        guard free.load(ordering: .relaxed) != nil,
+              var node = free.exchange(nil, ordering: .acquiring) else { return }
+        while true {
+            let following = node._withUnsafeGuaranteedRef { $0.next }
+            freeNode(node)
+            guard let following else { return }
+            if pooled <= keep {
+                giveBack(following)
+                return
+            }
+            node = following
+        }
+    }
+
+    @inline(__always)
+    private func freeNode(_ node: Unmanaged<BottomHalf>) {
+        pooled &-= 1
+        #if DEBUG
+        made.wrappingSubtract(1, ordering: .relaxed)
+        #endif
+        node._withUnsafeGuaranteedRef { $0.next = nil }
+        node.release()
+    }
+
     /// At teardown: frees every pooled node. Nothing else may use the pool.
     func drain() {
         flush()
@@ -127,14 +219,22 @@ final class OneshotPool: @unchecked Sendable {
             let bh = current.takeRetainedValue()
             node = bh.next
             bh.next = nil
-            alive.wrappingSubtract(1, ordering: .relaxed)
+            #if DEBUG
+            made.wrappingSubtract(1, ordering: .relaxed)
+            #endif
         }
+        pooled = 0
+        passCounts = 0
     }
 
-    /// Nodes the pool made and has not freed (tests).
-    var nodesAlive: Int { alive.load(ordering: .relaxed) }
+    /// Nodes the pool holds or lent out, as the owner counts them. Owner-only.
+    var nodesPooled: Int { pooled }
 
     #if DEBUG
+    /// Tests: nodes made for one-shots and not freed (the pool's, in flight
+    /// or not). Debug builds only: release builds keep no shared count.
+    let made = Atomic<Int>(0)
+    var nodesAlive: Int { made.load(ordering: .relaxed) }
     /// Tests: yield between taking the free stack and giving the rest back.
     static let widenGiveBackWindow = Atomic<Bool>(false)
     /// Tests: give-backs that found a recycle in their way and spliced.

@@ -131,6 +131,9 @@ extension AioContext {
                 // sleep, and must not see our dispatch depth as its own.
                 let savedDispatchDepth = dispatchDepth
                 dispatchDepth = 0
+                // Nothing is pending: what a burst left in the one-shot
+                // pool goes now, while we own the context.
+                oneshots.trimBeforeSleep()
                 let (depth, glibDeferred) = ownership.releaseAll()
                 // GLib found the context owned while we dispatched: it may
                 // look now, while we sleep.
@@ -346,10 +349,36 @@ extension AioContext {
         }
         return progress
         #endif
-        // The list's retain of each node is ours from the pop: the node stays
-        // alive through its callback (which may delete it) without any
-        // reference counting of our own.
+        // The list's retain of each node is ours from the pop (a registered
+        // BH has none: the registry holds it, and lets go of it only when
+        // its run, if one is on the stack, returns; see `free`): the node
+        // stays alive through its callback (which may delete it) without
+        // any reference counting of our own.
         while let node = bhList.popFrontNode() {
+            // A one-shot's flags are read, not cleared: no API hands out a
+            // one-shot's BH (`scheduleOneshot` returns nothing), so nobody
+            // but its scheduler, the list and us ever holds its node, no
+            // schedule, cancel or delete can race with this pass, and the
+            // push's releasing CAS with `takeAll`'s acquiring exchange
+            // [bh-push] already made its fields visible. The flags stay as
+            // they are until the next scheduler that takes the node from the
+            // pool stores new ones. (Models/aio_bh_pool.pml checks the
+            // pool's nodes without flags, as this dispatch treats them.)
+            let flags = node._withUnsafeGuaranteedRef { $0.flags.load(ordering: .relaxed) }
+            if flags & BHFlags.oneshot != 0 {
+                // The closure is moved out of the node, not copied: a copy
+                // costs a retain of its context, and the release below was
+                // owed anyway. Nobody else reads a one-shot's callback.
+                do {
+                    let body = node._withUnsafeGuaranteedRef { $0.callback.take() }
+                    progress = true
+                    Counters.bump(stats.bhRuns)
+                    if case .plain(let run)? = consume body { run() }
+                }
+                // Back to the pool, with the list's retain.
+                oneshots.recycle(node, flags: flags)
+                continue
+            }
             // [bh-flags] acquiring-and-releasing, after the unlink in popFront:
             // a concurrent schedule that sees PENDING clear re-links the BH
             // only after our unlink (releasing), and the callback sees what the
@@ -360,23 +389,10 @@ extension AioContext {
                     ~(BHFlags.pending | BHFlags.scheduled | BHFlags.idle),
                     ordering: .acquiringAndReleasing).oldValue
             }
-            if old & BHFlags.oneshot != 0 {
-                // The closure is moved out of the node, not copied: a copy
-                // costs a retain of its context, and the release below was
-                // owed anyway. Nobody else reads a one-shot's callback.
-                do {
-                    let body = node._withUnsafeGuaranteedRef { $0.callback.take() }
-                    if old & BHFlags.scheduled != 0 && old & BHFlags.deleted == 0 {
-                        if old & BHFlags.idle == 0 { progress = true }
-                        Counters.bump(stats.bhRuns)
-                        if case .plain(let run)? = consume body { run() }
-                    }
-                }
-                // Back to the pool, with the list's retain: a one-shot is
-                // never seen by anyone but its scheduler, the list and us.
-                oneshots.recycle(node)
-                continue
-            }
+            // Read first: once freed, or once its run returns, a registered
+            // BH may be gone (the list holds no retain of it; see
+            // `BHList.pending`), and nothing below touches it again.
+            let registered = node._withUnsafeGuaranteedRef { $0.isRegistered }
             if old & BHFlags.scheduled != 0 && old & BHFlags.deleted == 0 {
                 if old & BHFlags.idle == 0 { progress = true }
                 Counters.bump(stats.bhRuns)
@@ -385,7 +401,7 @@ extension AioContext {
             if old & BHFlags.deleted != 0 {
                 node._withUnsafeGuaranteedRef { free($0) }
             }
-            node.release()
+            if !registered { node.release() }
         }
         // The pool's chain is state of the ownership, like the dispatch
         // queue: a callback's nested blocking poll may hand ownership to

@@ -357,8 +357,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     ///
     /// Thread-safe: may be called from any thread. No allocation in the
     /// steady state: the BH is taken from the context's pool of one-shots
-    /// that ran (it keeps up to 1,024), so a call allocates only when more
-    /// one-shots are in flight than the pool has nodes. Swift allocates a
+    /// that ran, so a call allocates only when more one-shots are in flight
+    /// than the pool has nodes. The pool grows with a flood that outruns the
+    /// loop and keeps 1,024 nodes once its demand falls. Swift allocates a
     /// closure's context when it captures more than one reference or any
     /// value; a closure that captures nothing or one object allocates nothing.
     /// QEMU: `aio_bh_schedule_oneshot_full()`.
@@ -371,7 +372,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
             recycled._withUnsafeGuaranteedRef { bh in
                 bh.name = name
                 bh.callback = .plain(callback)
-                bh.flags.store(flags, ordering: .relaxed)
+                bh.flags.store(flags | BHFlags.pooled, ordering: .relaxed)
             }
             node = recycled
         } else {
@@ -566,11 +567,25 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// Releases what a BH holds once it can never run again. Owner-only.
+    /// The registry's reference may be the last one: nothing touches `bh`
+    /// after it is let go of (a registered BH's list link holds no retain;
+    /// see `BHList.pending`), and while a run of the BH is on the stack
+    /// (a callback that deleted its BH and polls, nested) the run lets go
+    /// of it when it returns.
     func free(_ bh: BottomHalf) {
+        #if DEBUG
+        bh.debugFreedOnThread = currentThreadID()
+        #endif
         bh.releaseCallback()
-        if bh.isRegistered {
-            _ = liveBottomHalves.withLock { $0.removeValue(forKey: ObjectIdentifier(bh)) }
+        if bh.isRegistered && !bh.unregisterAfterRunIfRunning() {
+            unregister(bh)
         }
+    }
+
+    /// Drops the registry's reference to a freed BH, possibly the last one.
+    /// Owner-only.
+    func unregister(_ bh: BottomHalf) {
+        _ = liveBottomHalves.withLock { $0.removeValue(forKey: ObjectIdentifier(bh)) }
     }
 }
 

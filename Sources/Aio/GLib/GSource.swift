@@ -298,6 +298,8 @@ extension AioContext {
             // a dispatch). GLib polls with a zero timeout and calls check.
             return (ready: false, timeoutMs: 0)
         }
+        // GLib may sleep: what a burst left in the one-shot pool goes now.
+        oneshots.trimBeforeSleep()
         return (ready: false, timeoutMs: ms)
     }
 
