@@ -4,7 +4,7 @@ import Testing
 
 /// Counts this thread's heap allocations through the malloc interposer in
 /// CAllocCounter (unavailable under sanitizers, which own malloc).
-@Suite("Allocations on the hot path")
+@Suite("Allocations on the hot path", .blockingLane)
 struct AllocationTests {
     static var counting: Bool { aio_test_thread_allocations() != UInt.max }
     /// Under a sanitizer the interposer is left out on purpose (the sanitizer

@@ -31,7 +31,7 @@ func bhDeleteCallback(_ data: BHData) -> @Sendable (BottomHalf) -> Void {
     }
 }
 
-@Suite("Bottom halves (ported from test-aio.c)")
+@Suite("Bottom halves (ported from test-aio.c)", .blockingLane)
 struct BottomHalfTests {
     /// Ports test-aio.c /aio/bh/schedule and /aio-gsource/bh/schedule.
     @Test("a scheduled BH runs once on the next iteration", arguments: Driver.allCases)

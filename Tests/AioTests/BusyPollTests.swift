@@ -82,7 +82,7 @@ func threadCPUNs() -> Int64 {
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
 
-@Suite("Adaptive busy polling")
+@Suite("Adaptive busy polling", .blockingLane)
 struct BusyPollTests {
     @Test("defaults: off for a plain context, 32 µs for an IOThread; parameters validated")
     func defaults() throws {

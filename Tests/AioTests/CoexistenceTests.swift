@@ -102,7 +102,7 @@ struct CoexistenceTests {
     /// GMainContext; a BH run by the native owner that waits for that
     /// GMainContext took the two in the reverse order (deadlock within 5
     /// rounds). The hooks now only try; the BH's GLib iteration succeeds.
-    @Test("a native owner's BH that iterates the GMainContext does not deadlock with the GLib thread")
+    @Test("a native owner's BH that iterates the GMainContext does not deadlock with the GLib thread", .blockingLane)
     func ownerBHIteratesGLib() throws {
         let (ctx, mc) = try Self.attached("lock-order")
         let glib = try GLibIterator(mc)
@@ -142,7 +142,7 @@ struct CoexistenceTests {
     /// ownership, so no other source of the GMainContext ran (a 10 ms
     /// timeout ticked 0 times in 1 s). Now they report "not mine now" and the
     /// owner's release wakes GLib to look again.
-    @Test("a busy native owner does not starve GLib's other sources, and GLib runs the context after it lets go")
+    @Test("a busy native owner does not starve GLib's other sources, and GLib runs the context after it lets go", .blockingLane)
     func busyOwnerDoesNotStarveGLib() throws {
         let (ctx, mc) = try Self.attached("starvation")
         let glib = try GLibIterator(mc, tickMs: 10)
@@ -182,7 +182,7 @@ struct CoexistenceTests {
     /// Defect 3: one readiness observed by both polls was dispatched by both
     /// (12 to 264 extra read callbacks that found nothing, in 2,000 bytes).
     /// What a poll observed is now re-checked if another dispatch came first.
-    @Test("a readiness seen by the GLib thread and a native poller is dispatched once")
+    @Test("a readiness seen by the GLib thread and a native poller is dispatched once", .blockingLane)
     func readinessDispatchedOnce() throws {
         let loop = try LoopThread(.both, name: "dispatch-once")
         let pipe = Pipe()
@@ -209,7 +209,7 @@ struct CoexistenceTests {
     /// while holding ownership; another thread waited the whole sleep
     /// (300 ms). A nested iteration now does not sleep while it owns the
     /// context.
-    @Test("a nested blocking GLib iteration inside a dispatch does not sleep holding ownership")
+    @Test("a nested blocking GLib iteration inside a dispatch does not sleep holding ownership", .blockingLane)
     func nestedGLibIterationDoesNotSleepOwning() throws {
         let (ctx, mc) = try Self.attached("nested")
         // Something for GLib to wait for: a timeout 1 s away.
@@ -260,7 +260,7 @@ struct CoexistenceTests {
     /// Models/aio_notify_gen.pml GLIB_WAKEUP, FAULT_G_PEND_CHECK_ONLY).
     /// Natively there is no GLib prepare: the test thread schedules the
     /// first one-shot, and the same steps must hold.
-    @Test("a wake-up consumed by a ready GLib pass does not deafen the next sleep",
+    @Test("a wake-up consumed by a ready GLib pass does not deafen the next sleep", .blockingLane,
           arguments: Driver.allCases)
     func wakeConsumedByReadyPass(_ driver: Driver) throws {
         let h = try Harness(driver, name: "ready-pass-wake", holdsOwnership: false)
@@ -311,7 +311,7 @@ struct CoexistenceTests {
     /// Defect 5 (handlers): a callback could start after `removeHandler`
     /// returned on another thread (1 to 6 of 300). A running callback is now
     /// waited for, and none starts afterwards.
-    @Test("no handler callback starts after removeHandler returned on another thread")
+    @Test("no handler callback starts after removeHandler returned on another thread", .blockingLane)
     func noCallbackAfterRemoval() throws {
         let loop = try LoopThread(.both, name: "removal")
         let pipe = Pipe()
@@ -340,7 +340,7 @@ struct CoexistenceTests {
     /// dequeued callback started, and a periodic timer could re-arm itself
     /// past a cancel. Now a running callback is waited for and the timer is
     /// disarmed again after it.
-    @Test("no timer callback starts after cancel returned on another thread")
+    @Test("no timer callback starts after cancel returned on another thread", .blockingLane)
     func noTimerCallbackAfterCancel() throws {
         let loop = try LoopThread(.both, name: "timer-cancel")
         let late = Counter()
@@ -370,7 +370,7 @@ struct CoexistenceTests {
     /// unowned context; the owner could run the BH, delete it and drop the
     /// context in between (AddressSanitizer: heap-use-after-free in
     /// `AioContext.wake`). The notify now goes through the core the BH holds.
-    @Test("schedule() racing with the owner running, deleting and dropping the context")
+    @Test("schedule() racing with the owner running, deleting and dropping the context", .blockingLane)
     func scheduleRacesTeardown() throws {
         for _ in 0..<200 {
             let handoff = Locked<BottomHalf?>(nil)
@@ -409,7 +409,7 @@ struct CoexistenceTests {
     /// owned the context and ran the completion BH: a data race on the
     /// pool's bookkeeping (ThreadSanitizer), crashes in debug builds, a lost
     /// completion in release.
-    @Test("pool submissions from the home thread while another thread owns the context all complete")
+    @Test("pool submissions from the home thread while another thread owns the context all complete", .blockingLane)
     func homeSubmitsWhileOtherOwns() throws {
         let ctx = try AioContext(name: "pool-home")
         let stop = TestEventFlag()
@@ -469,7 +469,7 @@ struct CoexistenceTests {
     /// ownership around its sleep) while the GLib thread owns the context and
     /// cancels the timer: the cancel must not wait for the parked callback,
     /// which needs that ownership back to finish.
-    @Test("cancel from the owner while the timer's callback sleeps in a nested poll elsewhere")
+    @Test("cancel from the owner while the timer's callback sleeps in a nested poll elsewhere", .blockingLane)
     func cancelFromOwnerWhileCallbackNested() throws {
         let loop = try LoopThread(.both, name: "nested-timer")
         let ctx = loop.ctx
@@ -512,7 +512,7 @@ struct CoexistenceTests {
 
     /// Defect 7, second half: a request may be cancelled after its pool and
     /// context are gone (AddressSanitizer checks the memory).
-    @Test("cancelling a request after its context and pool are gone is safe")
+    @Test("cancelling a request after its context and pool are gone is safe", .blockingLane)
     func cancelAfterPoolGone() throws {
         var ctx: AioContext? = try AioContext(name: "pool-gone")
         let done = Counter()
@@ -529,7 +529,7 @@ struct CoexistenceTests {
     /// Defect 8: thread identity was `pthread_self()`, which glibc gives to
     /// the next new thread once one is joined: a new thread passed the home
     /// check of a dead IOThread's context (5 of 5 runs).
-    @Test("a new thread never inherits a dead thread's identity")
+    @Test("a new thread never inherits a dead thread's identity", .blockingLane)
     func threadIdentityIsNotRecycled() throws {
         for _ in 0..<5 {
             let made = Locked<AioContext?>(nil)

@@ -88,7 +88,7 @@ struct ConcurrencyTests {
         loop.stop()
     }
 
-    @Test("10^5 jobs from 4 threads run on the loop thread, in order per producer", arguments: Driver.allCases)
+    @Test("10^5 jobs from 4 threads run on the loop thread, in order per producer", .blockingLane, arguments: Driver.allCases)
     func jobsRunInOrderPerProducer(driver: Driver) throws {
         let loop = try LoopThread(driver)
         let ctx = loop.ctx

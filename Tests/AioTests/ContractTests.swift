@@ -35,7 +35,7 @@ struct ContractTests {
     /// thread's previous poll returned. So notify(), then a non-blocking
     /// poll, then a blocking poll: the blocking one sleeps (the non-blocking
     /// one already saw the notify), as QEMU's aio_notify_accept would.
-    @Test("a non-blocking poll sees a notify: the next blocking poll sleeps", arguments: [Driver.native, Driver.gsource])
+    @Test("a non-blocking poll sees a notify: the next blocking poll sleeps", .blockingLane, arguments: [Driver.native, Driver.gsource])
     func nonBlockingPollConsumesNotify(driver: Driver) throws {
         let h = try Harness(driver)
         h.drain()
@@ -66,7 +66,7 @@ struct ContractTests {
 
     /// Detach, then attach to another GMainContext: no stale fd tags, no GLib
     /// CRITICAL, and the handlers work through the new source.
-    @Test("detach and re-attach: handlers move to the new source without GLib warnings")
+    @Test("detach and re-attach: handlers move to the new source without GLib warnings", .blockingLane)
     func reattach() throws {
         let messages = GLibMessageCounter()
         defer { messages.remove() }
@@ -96,7 +96,7 @@ struct ContractTests {
     /// Detach and re-attach while a GLib thread iterates the GMainContext
     /// with a handler ready: the old source's check must never query the new
     /// source's fd tags (GLib: "g_source_query_unix_fd: assertion failed").
-    @Test("re-attach while a GLib thread iterates: no stale fd tags",
+    @Test("re-attach while a GLib thread iterates: no stale fd tags", .blockingLane,
           .disabled(if: underThreadSanitizer,
                     "attaching hands a new GSource to a GLib thread under GLib's own mutex, a futex ThreadSanitizer cannot see"))
     func reattachWhileIterating() throws {

@@ -25,7 +25,7 @@ final class EventData: @unchecked Sendable {
     }
 }
 
-@Suite("Event notifiers as handlers (ported from test-aio.c)")
+@Suite("Event notifiers as handlers (ported from test-aio.c)", .blockingLane)
 struct EventNotifierHandlerTests {
     /// Ports /aio/event/add-remove and /aio-gsource/event/add-remove.
     @Test("adding and removing a clear notifier is not progress", arguments: Driver.allCases)

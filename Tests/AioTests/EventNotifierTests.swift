@@ -2,7 +2,7 @@ import Aio
 import Glibc
 import Testing
 
-@Suite("EventNotifier")
+@Suite("EventNotifier", .blockingLane)
 struct EventNotifierTests {
     @Test("set makes it readable; testAndClear reports and clears")
     func setAndClear() throws {

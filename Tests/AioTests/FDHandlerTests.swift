@@ -6,7 +6,7 @@ import Testing
 
 @Suite("fd handlers")
 struct FDHandlerTests {
-    @Test("read and write handlers on a socket pair", arguments: Driver.allCases)
+    @Test("read and write handlers on a socket pair", .blockingLane, arguments: Driver.allCases)
     func readAndWrite(driver: Driver) throws {
         let h = try Harness(driver)
         let pair = SocketPair()
@@ -35,7 +35,7 @@ struct FDHandlerTests {
         h.finish()
     }
 
-    @Test("a handler that removes itself gets no further callback", arguments: Driver.allCases)
+    @Test("a handler that removes itself gets no further callback", .blockingLane, arguments: Driver.allCases)
     func removeSelf(driver: Driver) throws {
         let h = try Harness(driver)
         let pipe = Pipe()
@@ -52,7 +52,7 @@ struct FDHandlerTests {
         h.finish()
     }
 
-    @Test("a handler that removes another in the same pass stops its callback", arguments: Driver.allCases)
+    @Test("a handler that removes another in the same pass stops its callback", .blockingLane, arguments: Driver.allCases)
     func removeOther(driver: Driver) throws {
         let h = try Harness(driver)
         let p1 = Pipe(), p2 = Pipe()
@@ -78,7 +78,7 @@ struct FDHandlerTests {
         h.finish()
     }
 
-    @Test("a read callback that removes its handler stops the write callback", arguments: Driver.allCases)
+    @Test("a read callback that removes its handler stops the write callback", .blockingLane, arguments: Driver.allCases)
     func readRemovalStopsWrite(driver: Driver) throws {
         let h = try Harness(driver)
         let pair = SocketPair()
@@ -98,7 +98,7 @@ struct FDHandlerTests {
         h.finish()
     }
 
-    @Test("replacing a handler from another thread while the loop sleeps", arguments: Driver.allCases)
+    @Test("replacing a handler from another thread while the loop sleeps", .blockingLane, arguments: Driver.allCases)
     func replaceFromAnotherThread(driver: Driver) throws {
         let h = try Harness(driver)
         let pipe = Pipe()
@@ -121,7 +121,7 @@ struct FDHandlerTests {
         h.finish()
     }
 
-    @Test("1,000 registered fds with one ready: only that handler runs", arguments: Driver.allCases)
+    @Test("1,000 registered fds with one ready: only that handler runs", .blockingLane, arguments: Driver.allCases)
     func thousandFDs(driver: Driver) throws {
         raiseDescriptorLimit(to: 4096)
         let h = try Harness(driver)
@@ -145,7 +145,7 @@ struct FDHandlerTests {
         h.finish()
     }
 
-    @Test("without io_uring, epoll takes over at 64 registered fds",
+    @Test("without io_uring, epoll takes over at 64 registered fds", .blockingLane,
           .enabled(if: getenv("AIO_FDMON") == nil, "AIO_FDMON forces a monitor"))
     func epollThreshold() throws {
         // The automatic choice on a kernel that refuses rings.
@@ -164,7 +164,7 @@ struct FDHandlerTests {
         for n in notifiers { ctx.removeHandler(for: n) }
     }
 
-    @Test("a nested poll from inside a handler works", arguments: Driver.allCases)
+    @Test("a nested poll from inside a handler works", .blockingLane, arguments: Driver.allCases)
     func nestedPollInHandler(driver: Driver) throws {
         let h = try Harness(driver)
         let pipe = Pipe()
@@ -187,7 +187,7 @@ struct FDHandlerTests {
 
     // MARK: Bad descriptors
 
-    @Test("negative and closed descriptors are rejected at registration")
+    @Test("negative and closed descriptors are rejected at registration", .blockingLane)
     func badDescriptorsThrow() throws {
         let ctx = try AioContext(name: "bad")
         #expect(throws: AioError.badDescriptor(fd: -1, reason: "negative descriptor")) {
@@ -246,7 +246,7 @@ struct FDHandlerTests {
         }
     }
 
-    @Test("a handler left registered on a hung-up pipe makes the loop warn", arguments: Driver.allCases)
+    @Test("a handler left registered on a hung-up pipe makes the loop warn", .blockingLane, arguments: Driver.allCases)
     func hangupSpinWarns(driver: Driver) throws {
         let h = try Harness(driver)
         let log = WarningLog()

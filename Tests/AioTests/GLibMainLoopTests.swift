@@ -17,9 +17,9 @@ func expectNoQuitPending(_ loop: GLibMainLoop, _ comment: Comment? = nil,
     #expect(nowSeconds() - started >= 0.04, comment, sourceLocation: sourceLocation)
 }
 
-@Suite("GLibMainLoop and main-actor one-shots", .timeLimit(.minutes(1)))
+@Suite("GLibMainLoop and main-actor one-shots")
 struct GLibMainLoopTests {
-    @Test("a quit that comes before run is not lost: the next run returns at once, and only that one")
+    @Test("a quit that comes before run is not lost: the next run returns at once, and only that one", .blockingLane)
     func quitBeforeRun() throws {
         let mainContext = g_main_context_new()!
         defer { g_main_context_unref(mainContext) }
@@ -34,7 +34,7 @@ struct GLibMainLoopTests {
         try expectNoQuitPending(loop, "the early quit ended two runs")
     }
 
-    @Test("with two threads in run, each quit ends exactly one of them, and no quit is left over")
+    @Test("with two threads in run, each quit ends exactly one of them, and no quit is left over", .blockingLane)
     func twoRunnersOneQuitEach() throws {
         let mainContext = g_main_context_new()!
         defer { g_main_context_unref(mainContext) }
@@ -68,7 +68,7 @@ struct GLibMainLoopTests {
         try expectNoQuitPending(loop, "a quit was left over")
     }
 
-    @Test("quit from other threads ends a run in which GLib sources and an attached context keep working")
+    @Test("quit from other threads ends a run in which GLib sources and an attached context keep working", .blockingLane)
     func quitFromAnotherThread() throws {
         let mainContext = g_main_context_new()!
         defer { g_main_context_unref(mainContext) }
@@ -96,7 +96,7 @@ struct GLibMainLoopTests {
         #expect(ran.count == 1_000)
     }
 
-    @Test("a main-actor one-shot on a context driven off the main thread traps, naming the context and the rule")
+    @Test("a main-actor one-shot on a context driven off the main thread traps, naming the context and the rule", .timeLimit(.minutes(1)))
     func mainActorOneshotOffMainTraps() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let ready = TestEvent()

@@ -1,7 +1,7 @@
 @_spi(AioInternals) @testable import Aio
 import Testing
 
-@Suite("The ns → ms conversion for GLib's prepare timeout")
+@Suite("The ns → ms conversion for GLib's prepare timeout", .blockingLane)
 struct GLibTimeoutTests {
     static let cases: [(Int64, Int32)] = [
         (-1, -1),

@@ -2,7 +2,7 @@ import Aio
 import CGLibShim
 import Testing
 
-@Suite("The context as a GSource")
+@Suite("The context as a GSource", .blockingLane)
 struct GSourceTests {
     @Test("an attached context is kept alive by GLib until detach")
     func attachKeepsAlive() throws {

@@ -2,7 +2,7 @@
 import Logging
 import Testing
 
-@Suite("Logging through swift-log")
+@Suite("Logging through swift-log", .blockingLane)
 struct LoggingTests {
     @Test("a context logs under the label aio, with its name as metadata, also after its logger is replaced")
     func contextLogger() throws {
@@ -31,7 +31,7 @@ struct LoggingTests {
     }
 }
 
-@Suite("Optional integrations")
+@Suite("Optional integrations", .blockingLane)
 struct IntegrationTraitTests {
     @Test("the suite is built with the traits of the optional products (--enable-all-traits), so their tests run")
     func traitsEnabled() {

@@ -5,7 +5,7 @@ import Glibc
 import MetricsTestKit
 import Testing
 
-@Suite("AioMetrics: the context's statistics as swift-metrics")
+@Suite("AioMetrics: the context's statistics as swift-metrics", .blockingLane)
 struct MetricsTests {
     @Test("counters equal the context's and the pool's statistics; gauges record the pool's state", arguments: Driver.allCases)
     func countersMatchStatistics(driver: Driver) throws {

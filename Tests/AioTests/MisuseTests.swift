@@ -23,7 +23,7 @@ struct MisuseTests {
         #expect(Self.stderr(result).contains("AioContext 'not-yours': poll(blocking: true) on a thread that is neither the context's home thread nor its owner"))
     }
 
-    @Test("a blocking poll from a thread that acquired ownership is allowed")
+    @Test("a blocking poll from a thread that acquired ownership is allowed", .blockingLane)
     func blockingPollWithOwnership() throws {
         let ctx = try AioContext(name: "owned")
         let ran = Counter()
@@ -86,7 +86,7 @@ struct MisuseTests {
         #expect(Self.stderr(result).contains("one-shot 'never-ran' (scheduled, never ran)"))
     }
 
-    @Test("a deleted BH does not count as leaked, even if the loop never freed it")
+    @Test("a deleted BH does not count as leaked, even if the loop never freed it", .blockingLane)
     func deletedButUnfreedIsFine() throws {
         let ctx = try AioContext(name: "ctx")
         let bh = ctx.makeBottomHalf(name: "deleted") { _ in }

@@ -5,7 +5,7 @@ import Testing
 /// polling thread last saw, rewritten from two arrays to fixed storage with a
 /// last-found cache: the same contract, checked directly (the protocol's use
 /// of it is in Models/aio_notify_gen.pml and aio_thread_identity.pml).
-@Suite("Thread notify memory")
+@Suite("Thread notify memory", .blockingLane)
 struct NotifyMemoryTests {
     @Test("an unknown thread has no generation; a known one has its last")
     func lookup() {

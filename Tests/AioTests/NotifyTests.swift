@@ -3,7 +3,7 @@ import CGLibShim
 import Synchronization
 import Testing
 
-@Suite("Notify and cross-thread wake-ups")
+@Suite("Notify and cross-thread wake-ups", .blockingLane)
 struct NotifyTests {
     /// Ports test-aio.c /aio/notify and /aio-gsource/notify (removed upstream
     /// around 2015) and /aio-gsource/flush: a notify made while nobody polls

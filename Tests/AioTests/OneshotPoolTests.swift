@@ -10,7 +10,7 @@ import Testing
 /// bound. Two producers post while the context is driven natively, through
 /// GLib, and by both at once; the debug-only window between taking the free
 /// stack and giving the rest back is widened so the splice path runs.
-@Suite("One-shot node pool", .serialized)
+@Suite("One-shot node pool", .blockingLane, .serialized)
 struct OneshotPoolTests {
     /// Per-post run counts, written only by the thread dispatching (under the
     /// context's ownership), read by the test after the last post ran.

@@ -11,7 +11,7 @@ import Testing
 /// aio_notify_gen.pml, FAULT_OWE_FORGOTTEN; code fault AIO_FAULT_OWE_FORGOTTEN).
 /// The debug-only window between the unlock and the write is widened to
 /// 200 µs so that drains do find writes in flight.
-@Suite("Wake-up writes outside the registry lock", .serialized)
+@Suite("Wake-up writes outside the registry lock", .blockingLane, .serialized)
 struct OwedDrainTests {
     @Test("a drain that finds a write in flight owes it, and the loop sleeps again afterwards",
           arguments: [Driver.native, .both])

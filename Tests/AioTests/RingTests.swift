@@ -9,7 +9,7 @@ import Testing
 /// Every monitor, in every driver configuration.
 let monitorMatrix: [(FDMonitorKind, Driver)] = FDMonitorKind.allCases.flatMap { m in Driver.allCases.map { (m, $0) } }
 
-@Suite("fd monitors: io_uring, epoll, poll")
+@Suite("fd monitors: io_uring, epoll, poll", .blockingLane)
 struct MonitorTests {
     @Test("a forced setup failure falls back, says why once, and the fallback works")
     func ringSetupFailureFallsBack() throws {
@@ -184,7 +184,7 @@ struct MonitorTests {
 
 @Suite("io_uring submissions")
 struct RingSubmissionTests {
-    @Test("a no-op's completion runs on the loop, from any thread, native and GLib",
+    @Test("a no-op's completion runs on the loop, from any thread, native and GLib", .blockingLane,
           arguments: Driver.allCases)
     func nop(driver: Driver) throws {
         let h = try Harness(driver, name: "nop", monitor: .ioUring)
@@ -208,7 +208,7 @@ struct RingSubmissionTests {
         h.finish()
     }
 
-    @Test("a full submission queue is submitted and retried: nothing is dropped")
+    @Test("a full submission queue is submitted and retried: nothing is dropped", .blockingLane)
     func ringFull() throws {
         let ctx = try AioContext(name: "full", fdMonitor: .ioUring)
         let n = Int(Ring.submissionEntries) * 8 + 3
@@ -247,7 +247,7 @@ struct RingSubmissionTests {
         rescue.join()
     }
 
-    @Test("a multishot operation gets one callback per completion, and is released after the last")
+    @Test("a multishot operation gets one callback per completion, and is released after the last", .blockingLane)
     func multishot() throws {
         let ctx = try AioContext(name: "multishot", fdMonitor: .ioUring)
         let notifier = try EventNotifier()
@@ -276,7 +276,7 @@ struct RingSubmissionTests {
         #expect(last.flags & Ring.moreFlag == 0 && last.result == -ECANCELED, "\(last)")
     }
 
-    @Test("links and skipped success completions are refused: every entry completes")
+    @Test("links and skipped success completions are refused: every entry completes", .blockingLane)
     func forbiddenFlags() throws {
         let ctx = try AioContext(name: "flags", fdMonitor: .ioUring)
         let done = Counter()
@@ -291,7 +291,7 @@ struct RingSubmissionTests {
         #expect(done.count == 3)
     }
 
-    @Test("a callback that submits and then waits in a nested poll gets its completion",
+    @Test("a callback that submits and then waits in a nested poll gets its completion", .blockingLane,
           arguments: Driver.allCases)
     func submitThenWait(driver: Driver) throws {
         let h = try Harness(driver, name: "submit-wait", monitor: .ioUring)
@@ -308,7 +308,7 @@ struct RingSubmissionTests {
         h.finish()
     }
 
-    @Test("handlers are dispatched under GLib while a BH keeps the context busy",
+    @Test("handlers are dispatched under GLib while a BH keeps the context busy", .blockingLane,
           arguments: FDMonitorKind.allCases)
     func handlersNotStarvedUnderGLib(kind: FDMonitorKind) throws {
         let h = try Harness(.gsource, name: "starve-\(kind)", monitor: kind)
@@ -330,7 +330,7 @@ struct RingSubmissionTests {
     /// Signals interrupt the waits (ppoll returns EINTR; io_uring_enter too):
     /// nothing is lost, nothing traps. A no-op SIGUSR1 handler without
     /// SA_RESTART, sent to the loop thread every 50 µs.
-    @Test("signals (EINTR) during waits and submissions lose nothing", arguments: FDMonitorKind.allCases)
+    @Test("signals (EINTR) during waits and submissions lose nothing", .blockingLane, arguments: FDMonitorKind.allCases)
     func interruptedWaits(kind: FDMonitorKind) throws {
         var action = sigaction()
         action.__sigaction_handler.sa_handler = { _ in }
@@ -383,7 +383,7 @@ struct RingSubmissionTests {
     /// thread takes ownership meanwhile and submits: that thread is not
     /// inside a dispatch pass, so it must wake a poller to hand the entry
     /// over (the sleeping pass's depth is not its own).
-    @Test("a submission from a thread that took ownership while a pass sleeps is handed over")
+    @Test("a submission from a thread that took ownership while a pass sleeps is handed over", .blockingLane)
     func submitWhileAPassSleeps() throws {
         let h = try Harness(.native, name: "pass-sleeps", monitor: .ioUring)
         let done = Atomic<Bool>(false)
@@ -412,7 +412,7 @@ struct RingSubmissionTests {
     /// removal on a short-lived thread hands the queue (with a caller's
     /// pending pipe read) to the kernel from that thread; the read must not
     /// come back cancelled.
-    @Test("an entry handed over by a thread that exits is not lost")
+    @Test("an entry handed over by a thread that exits is not lost", .blockingLane)
     func submitterThreadExits() throws {
         let ctx = try AioContext(name: "exiting-submitter", fdMonitor: .ioUring)
         let other = Pipe()
@@ -432,7 +432,7 @@ struct RingSubmissionTests {
         print("resubmissions after the submitter exited: \(ctx.handlers.ring!.resubmissions.load(ordering: .relaxed))")
     }
 
-    @Test("without a ring, submit throws a clear error")
+    @Test("without a ring, submit throws a clear error", .blockingLane)
     func noRing() throws {
         let ctx = try AioContext(name: "poll-only", fdMonitor: .poll)
         #expect(throws: AioError.noRing(context: "poll-only")) {
@@ -441,7 +441,7 @@ struct RingSubmissionTests {
     }
 }
 
-@Suite("file I/O", .timeLimit(.minutes(1)))
+@Suite("file I/O")
 struct FileIOTests {
     static func scratchFile(size: Int) throws -> (fd: Int32, bytes: [UInt8], path: String) {
         let path = "/tmp/aio-file-io-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -453,7 +453,7 @@ struct FileIOTests {
         return (fd, bytes, path)
     }
 
-    @Test("reads and writes at random offsets equal pread/pwrite; short reads at the end",
+    @Test("reads and writes at random offsets equal pread/pwrite; short reads at the end", .timeLimit(.minutes(1)),
           arguments: [FDMonitorKind.ioUring, .epoll])
     func randomOffsets(kind: FDMonitorKind) async throws {
         let loop = try IOThread(name: "file-\(kind)", fdMonitor: kind)
@@ -482,7 +482,7 @@ struct FileIOTests {
         try await ctx.fsync(file.fd, dataOnly: true)
     }
 
-    @Test("errors are the same through the ring and the pool", arguments: [FDMonitorKind.ioUring, .epoll])
+    @Test("errors are the same through the ring and the pool", .timeLimit(.minutes(1)), arguments: [FDMonitorKind.ioUring, .epoll])
     func errors(kind: FDMonitorKind) async throws {
         let loop = try IOThread(name: "file-errors-\(kind)", fdMonitor: kind)
         try loop.start()
@@ -521,7 +521,7 @@ struct FileIOTests {
         }
     }
 
-    @Test("callback forms deliver on the context's thread", arguments: [FDMonitorKind.ioUring, .epoll])
+    @Test("callback forms deliver on the context's thread", .blockingLane, arguments: [FDMonitorKind.ioUring, .epoll])
     func callbacks(kind: FDMonitorKind) throws {
         let ctx = try AioContext(name: "file-cb-\(kind)", fdMonitor: kind)
         let file = try Self.scratchFile(size: 4096)

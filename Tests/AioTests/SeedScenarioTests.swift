@@ -7,7 +7,7 @@ import Testing
 /// The historical lost wake-ups of QEMU's notify protocol, re-enacted with
 /// real threads. Each round waits at most 5 s: a lost wake-up fails the test
 /// with the context's wake-up state instead of hanging it.
-@Suite("Seed scenarios: QEMU's historical lost wake-ups")
+@Suite("Seed scenarios: QEMU's historical lost wake-ups", .blockingLane)
 struct SeedScenarioTests {
     /// Heavier runs are selected with AIO_STRESS=1.
     static let rounds = ProcessInfoLite.stress ? 1_000_000 : 100_000

@@ -3,9 +3,9 @@ import Glibc
 import Synchronization
 import Testing
 
-@Suite("Task.sleep on the context, and its clocks", .timeLimit(.minutes(1)))
+@Suite("Task.sleep on the context, and its clocks")
 struct TaskSleepTests {
-    @Test("Task.sleep in a task preferring the context wakes there, not before its deadline", arguments: Driver.allCases)
+    @Test("Task.sleep in a task preferring the context wakes there, not before its deadline", .timeLimit(.minutes(1)), arguments: Driver.allCases)
     func taskSleepOnContext(driver: Driver) async throws {
         // That the sleep is on the context's timers (its wake-up job waits in
         // `delayedJobs`) is checked by the cancellation test below, with a
@@ -31,7 +31,7 @@ struct TaskSleepTests {
         loop.stop()
     }
 
-    @Test("Swift 6.3 does not hand Task.sleep in an actor on the context (no task preference) to the context")
+    @Test("Swift 6.3 does not hand Task.sleep in an actor on the context (no task preference) to the context", .timeLimit(.minutes(1)))
     func actorSleepGoesToTheGlobalExecutor() async throws {
         // What the README says about actors: the runtime asks only the task's
         // preferred executor. A toolchain that starts asking the actor's
@@ -58,7 +58,7 @@ struct TaskSleepTests {
         loop.stop()
     }
 
-    @Test("short Task.sleeps on the context all wake: none is lost between its timer and its job", arguments: Driver.allCases)
+    @Test("short Task.sleeps on the context all wake: none is lost between its timer and its job", .timeLimit(.minutes(1)), arguments: Driver.allCases)
     func noLostSleepWakeUps(driver: Driver) async throws {
         let loop = try LoopThread(driver)
         let ctx = loop.ctx
@@ -77,7 +77,7 @@ struct TaskSleepTests {
         if finished { loop.stop() }
     }
 
-    @Test("a task sleeping on the context wakes at once when cancelled", arguments: Driver.allCases)
+    @Test("a task sleeping on the context wakes at once when cancelled", .timeLimit(.minutes(1)), arguments: Driver.allCases)
     func cancelledTaskSleep(driver: Driver) async throws {
         let loop = try LoopThread(driver)
         let ctx = loop.ctx
@@ -106,7 +106,7 @@ struct TaskSleepTests {
         loop.stop()
     }
 
-    @Test("a context torn down with a cancelled sleep's wake-up job still armed frees it")
+    @Test("a context torn down with a cancelled sleep's wake-up job still armed frees it", .timeLimit(.minutes(1)))
     func teardownWithCancelledSleep() async throws {
         var thread: IOThread? = try IOThread(name: "sleep-teardown")
         try thread!.start()
@@ -130,7 +130,7 @@ struct TaskSleepTests {
         #expect(await eventually(within: 30) { gone.isEmpty })
     }
 
-    @Test("a context torn down with a cancelled sleep's wake-up job fired but not run does not trap")
+    @Test("a context torn down with a cancelled sleep's wake-up job fired but not run does not trap", .timeLimit(.minutes(1)))
     func teardownWithFiredWakeUp() async {
         await #expect(processExitsWith: .success) {
             // All on this thread, the context's home thread, without awaits.
@@ -166,7 +166,7 @@ struct TaskSleepTests {
         }
     }
 
-    @Test("a task preferring the context keeps it alive until the task ends")
+    @Test("a task preferring the context keeps it alive until the task ends", .blockingLane)
     func preferenceKeepsContextAlive() throws {
         // Synchronous on purpose: this thread is the context's home thread
         // and polls it.
@@ -193,7 +193,7 @@ struct TaskSleepTests {
         #expect(gone.isEmpty, "the context outlived the task that preferred it")
     }
 
-    @Test("the virtual clock makes sleeps deterministic: they end when it is advanced, not before", arguments: Driver.allCases)
+    @Test("the virtual clock makes sleeps deterministic: they end when it is advanced, not before", .timeLimit(.minutes(1)), arguments: Driver.allCases)
     func virtualClockSleeps(driver: Driver) async throws {
         let loop = try LoopThread(driver)
         let ctx = loop.ctx
@@ -225,7 +225,7 @@ struct TaskSleepTests {
         loop.stop()
     }
 
-    @Test("AioContextClock: now follows the context's clock; a cancelled clock sleep throws at once")
+    @Test("AioContextClock: now follows the context's clock; a cancelled clock sleep throws at once", .timeLimit(.minutes(1)))
     func contextClock() async throws {
         let ctx = try AioContext(name: "clock")
         let thread = try IOThread(name: "clock-thread")

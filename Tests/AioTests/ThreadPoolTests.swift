@@ -14,7 +14,7 @@ final class PoolJob: @unchecked Sendable {
 @Suite("Thread pool (ported from test-thread-pool.c)")
 struct ThreadPoolTests {
     /// Ports /thread-pool/submit (since 2025 /thread-pool/submit-no-complete).
-    @Test("submit without a completion", arguments: Driver.allCases)
+    @Test("submit without a completion", .blockingLane, arguments: Driver.allCases)
     func submit(driver: Driver) throws {
         let h = try Harness(driver)
         let job = PoolJob()
@@ -26,7 +26,7 @@ struct ThreadPoolTests {
     }
 
     /// Ports /thread-pool/submit-aio.
-    @Test("the completion runs on the context's thread, never inside submit", arguments: Driver.allCases)
+    @Test("the completion runs on the context's thread, never inside submit", .blockingLane, arguments: Driver.allCases)
     func submitAio(driver: Driver) throws {
         let h = try Harness(driver)
         let job = PoolJob()
@@ -48,7 +48,7 @@ struct ThreadPoolTests {
     }
 
     /// Ports /thread-pool/submit-many: more jobs than threads.
-    @Test("100 jobs all complete", arguments: Driver.allCases)
+    @Test("100 jobs all complete", .blockingLane, arguments: Driver.allCases)
     func submitMany(driver: Driver) throws {
         let h = try Harness(driver)
         let jobs = (0..<100).map { _ in PoolJob() }
@@ -73,7 +73,7 @@ struct ThreadPoolTests {
 
     /// Ports /thread-pool/cancel (sync: waits for running jobs) and
     /// /thread-pool/cancel-async, with the exact per-job states.
-    @Test("cancel queued jobs; running ones complete", arguments: Driver.allCases, [true, false])
+    @Test("cancel queued jobs; running ones complete", .blockingLane, arguments: Driver.allCases, [true, false])
     func cancel(driver: Driver, sync: Bool) throws {
         let h = try Harness(driver)
         // Warm the pool up, as the QEMU test does.
@@ -123,7 +123,7 @@ struct ThreadPoolTests {
         h.finish()
     }
 
-    @Test("an error thrown by the work reaches the completion")
+    @Test("an error thrown by the work reaches the completion", .blockingLane)
     func thrownError() throws {
         struct Boom: Error, Equatable {}
         let ctx = try AioContext(name: "errors")
@@ -137,7 +137,7 @@ struct ThreadPoolTests {
         ctx.threadPool.shutdown()
     }
 
-    @Test("idle workers above the minimum exit after the idle timeout")
+    @Test("idle workers above the minimum exit after the idle timeout", .blockingLane)
     func shrinks() throws {
         let ctx = try AioContext(name: "shrink")
         let pool = ctx.threadPool
@@ -164,7 +164,7 @@ struct ThreadPoolTests {
         #expect(pool.workerCount == 0)
     }
 
-    @Test("shutdown with work in flight: every request completes or is cancelled")
+    @Test("shutdown with work in flight: every request completes or is cancelled", .blockingLane)
     func shutdownWithPendingWork() throws {
         let ctx = try AioContext(name: "shutdown")
         let pool = ctx.threadPool
@@ -208,7 +208,7 @@ struct ThreadPoolTests {
 
 @Suite("waitWhile, kick and IOThreads")
 struct WaitAndIOThreadTests {
-    @Test("waitWhile on the context's thread returns once a worker changes the condition and kicks")
+    @Test("waitWhile on the context's thread returns once a worker changes the condition and kicks", .blockingLane)
     func waitWhileKick() throws {
         let ctx = try AioContext(name: "wait")
         let flag = DoneFlag()
@@ -235,7 +235,7 @@ struct WaitAndIOThreadTests {
         #expect(message.contains("AioContext 'elsewhere': waitWhile on a thread that is neither"))
     }
 
-    @Test("an IOThread runs 100,000 one-shots posted from 2 threads, on its own thread")
+    @Test("an IOThread runs 100,000 one-shots posted from 2 threads, on its own thread", .blockingLane)
     func ioThreadOneshots() throws {
         let io = try IOThread(name: "io-test")
         try io.start()
@@ -262,7 +262,7 @@ struct WaitAndIOThreadTests {
         #expect(offThread.count == 0)
     }
 
-    @Test("runAndWait from the main thread runs the closure on an IOThread")
+    @Test("runAndWait from the main thread runs the closure on an IOThread", .blockingLane)
     func runAndWait() throws {
         let main = try AioContext(name: "main")
         main.makeMain()

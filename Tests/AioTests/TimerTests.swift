@@ -20,7 +20,7 @@ final class TimerData: @unchecked Sendable {
     }
 }
 
-@Suite("Timers")
+@Suite("Timers", .blockingLane)
 struct TimerTests {
     /// Ports test-aio.c /aio/timer/schedule (750 ms and a 1 s sleep there,
     /// 150 ms and 200 ms here; the assertions are the same). The dummy

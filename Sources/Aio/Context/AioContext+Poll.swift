@@ -373,6 +373,9 @@ extension AioContext {
                     let body = node._withUnsafeGuaranteedRef { $0.callback.take() }
                     progress = true
                     Counters.bump(stats.bhRuns)
+                    #if DEBUG
+                    debugOneshotsRun.wrappingAdd(1, ordering: .relaxed)
+                    #endif
                     if case .plain(let run)? = consume body { run() }
                 }
                 // Back to the pool, with the list's retain.

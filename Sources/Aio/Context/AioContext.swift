@@ -103,6 +103,11 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     #if DEBUG
     /// Tests: see `setDebugHookAfterGLibAdvertise`.
     let debugHookAfterGLibAdvertise = Mutex<(@Sendable () -> Void)?>(nil)
+    /// Debug builds: one-shots scheduled, and one-shots the dispatch ran
+    /// (`debugState` shows both, so a watchdog's dump tells a post that
+    /// never ran from a waiter that never looked).
+    let debugOneshotsPosted = Atomic<Int>(0)
+    let debugOneshotsRun = Atomic<Int>(0)
     #endif
 
     // The core's parts, also held here as stored references: reading a
@@ -381,6 +386,9 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
                 registered: false, callback: .plain(callback)))
             oneshots.madeNode()
         }
+        #if DEBUG
+        debugOneshotsPosted.wrappingAdd(1, ordering: .relaxed)
+        #endif
         bhList.pushRetained(node)
         notify()
     }
@@ -468,6 +476,16 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
             + "glibWakePending=\(core.glibWakePending.load(ordering: .relaxed)) "
             + "nativeWaiters=\(waiters.debugDescription) "
             + "pendingBHs=[\(pendingNames.joined(separator: ", "))]"
+            + debugOneshotCounts
+    }
+
+    private var debugOneshotCounts: String {
+        #if DEBUG
+        " oneshots posted=\(debugOneshotsPosted.load(ordering: .relaxed)) "
+            + "run=\(debugOneshotsRun.load(ordering: .relaxed))"
+        #else
+        ""
+        #endif
     }
 
     /// Names of the pending BHs, walked under ownership if it can be had

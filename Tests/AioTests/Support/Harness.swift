@@ -209,13 +209,14 @@ final class Watchdog: Sendable {
         let armed = self.armed
         let fired = TestEventFlag()
         let finished = self.finished
+        GlobalExecutorHeartbeat.start()
         thread = try! NativeThread(name: "watchdog") {
             if armed.wait(seconds: seconds) { finished.signal(); return }
             fired.set()
-            print("WATCHDOG: \(what) did not finish within \(seconds) s. \(state())")
+            print("WATCHDOG: \(what) did not finish within \(seconds) s. \(state()) \(GlobalExecutorHeartbeat.report)")
             kick()
             if armed.wait(seconds: 10) { finished.signal(); return }
-            print("WATCHDOG: still stuck 10 s after the kick; ending the test process. \(state())")
+            print("WATCHDOG: still stuck 10 s after the kick; ending the test process. \(state()) \(GlobalExecutorHeartbeat.report)")
             fflush(nil)
             _exit(1)
         }
@@ -230,6 +231,34 @@ final class Watchdog: Sendable {
         armed.signal()
         thread.join()
         return firedBox.isSet
+    }
+}
+
+/// Tells a stuck loop from a starved test: a task on Swift's global executor
+/// (2 threads on 2 cores, shared by every test of the process) stamps the
+/// time every 100 ms. Test bodies and their continuations run there; a
+/// watchdog that fires while the stamp is stale says so, since a test whose
+/// continuation waits for a turn behind blocking tests looks, from its loop,
+/// like a lost wake-up (idle loops, nothing pending).
+enum GlobalExecutorHeartbeat {
+    private static let lastTick = Atomic<Int>(0)
+    private static let started = Atomic<Bool>(false)
+
+    static func start() {
+        guard !started.exchange(true, ordering: .relaxed) else { return }
+        lastTick.store(Int(nowSeconds() * 1000), ordering: .relaxed)
+        Task.detached {
+            while true {
+                lastTick.store(Int(nowSeconds() * 1000), ordering: .relaxed)
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// How long ago the global executor last ran the heartbeat's task.
+    static var report: String {
+        let age = Double(Int(nowSeconds() * 1000) - lastTick.load(ordering: .relaxed)) / 1000
+        return "[global executor: last ran its heartbeat \(age) s ago\(age > 1 ? ": starved by blocking tests" : "")]"
     }
 }
 
