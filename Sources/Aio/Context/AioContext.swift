@@ -467,8 +467,10 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// A one-line dump of the wake-up state, for watchdogs and bug reports:
-    /// `notifyMe`, `notified`, which wake-up fds are readable, pending BHs.
-    /// Thread-safe, racy by nature.
+    /// `notifyMe`, `notified`, which wake-up fds are readable, pending BHs,
+    /// and in debug builds the one-shots scheduled and run (equal counts on
+    /// an idle loop: no post was lost; a waiter that never woke waits for
+    /// something else). Thread-safe, racy by nature.
     public var debugState: String {
         let pendingNames = pendingBottomHalfNames()
         return "AioContext '\(name)': notifyMe=\(core.notifyMe.load(ordering: .relaxed)) "
