@@ -103,4 +103,15 @@ struct HarnessTests {
     func blockingTestRunsOnLane() {
         #expect(LaneExecutor.shared.runsOnLane(currentThreadID()))
     }
+
+    @Test("the watchdogs' heartbeat runs on the global executor, not on the lane", .timeLimit(.minutes(1)))
+    func heartbeatRunsOnTheGlobalExecutor() async throws {
+        // Started from the lane, as the first watchdog may be (if no
+        // watchdog of the process started it before).
+        try await withTaskExecutorPreference(LaneExecutor.shared) { GlobalExecutorHeartbeat.start() }
+        #expect(await eventually(within: 30) { GlobalExecutorHeartbeat.lastThread != 0 })
+        let thread = GlobalExecutorHeartbeat.lastThread
+        #expect(!LaneExecutor.shared.runsOnLane(thread),
+                "the heartbeat ran on the lane: it would measure the lane, not the global executor")
+    }
 }

@@ -243,21 +243,32 @@ final class Watchdog: Sendable {
 enum GlobalExecutorHeartbeat {
     private static let lastTick = Atomic<Int>(0)
     private static let started = Atomic<Bool>(false)
+    private static let lastTickThread = Atomic<UInt>(0)
+    /// The thread of the last tick (`currentThreadID()`, 0 before the first).
+    static var lastThread: UInt { lastTickThread.load(ordering: .relaxed) }
 
     static func start() {
         guard !started.exchange(true, ordering: .relaxed) else { return }
         lastTick.store(Int(nowSeconds() * 1000), ordering: .relaxed)
-        Task.detached {
+        // Explicitly on the global executor: the first watchdog may be made
+        // inside a test that runs on the blocking lane.
+        Task.detached(executorPreference: globalConcurrentExecutor) {
             while true {
                 lastTick.store(Int(nowSeconds() * 1000), ordering: .relaxed)
+                lastTickThread.store(currentThreadID(), ordering: .relaxed)
                 try? await Task.sleep(for: .milliseconds(100))
             }
         }
     }
 
-    /// How long ago the global executor last ran the heartbeat's task.
+    /// Seconds since the global executor last ran the heartbeat's task.
+    static var age: Double {
+        Double(Int(nowSeconds() * 1000) - lastTick.load(ordering: .relaxed)) / 1000
+    }
+
+    /// `age`, for a watchdog's dump.
     static var report: String {
-        let age = Double(Int(nowSeconds() * 1000) - lastTick.load(ordering: .relaxed)) / 1000
+        let age = self.age
         return "[global executor: last ran its heartbeat \(age) s ago\(age > 1 ? ": starved by blocking tests" : "")]"
     }
 }
