@@ -11,9 +11,12 @@ func expectNoQuitPending(_ loop: GLibMainLoop, _ comment: Comment? = nil,
         usleep(50_000)
         loop.quit()
     }
+    // A lost late quit would leave the run asleep: the watchdog quits it.
+    let dog = Watchdog(seconds: 20, "a run ended by a quit 50 ms later", kick: { loop.quit() })
     let started = nowSeconds()
     loop.run()
     quitter.join()
+    #expect(!dog.disarm(), "the late quit did not end the run", sourceLocation: sourceLocation)
     #expect(nowSeconds() - started >= 0.04, comment, sourceLocation: sourceLocation)
 }
 

@@ -537,8 +537,9 @@ struct FileIOTests {
         try ctx.fsync(file.fd) { r in
             results.withLock { $0.append((try? r.get()) != nil ? "fsync" : "bad fsync") }
         }
-        let deadline = monotonicNowNs() + 10_000_000_000
-        while results.withLock({ $0.count }) < 3 && monotonicNowNs() < deadline { ctx.poll(blocking: true) }
+        let dog = Watchdog(seconds: 30, "three file callbacks (\(kind))", state: { ctx.debugState }, kick: { ctx.notify() })
+        while results.withLock({ $0.count }) < 3 && !dog.hasFired { ctx.poll(blocking: true) }
+        #expect(!dog.disarm())
         #expect(results.withLock { $0.sorted() } == ["fsync", "read", "write"])
         if kind != .ioUring { ctx.threadPool.shutdown() }
     }

@@ -6,35 +6,40 @@ import Testing
 /// threads of their own, instead of on Swift's global executor.
 ///
 /// Swift Testing calls a synchronous test function on the global executor,
-/// which has one thread per core: 2 here, shared by every test of the
-/// process. Most tests of this package block: they drive a context with
-/// blocking iterations, join threads and wait on events, for up to a minute
-/// under the sanitizers (a GLib round trip under load). Two of them at once
-/// held both threads, and every async test of the process stood still
-/// meanwhile: its continuations, and `Task.sleep`s that wake through the
-/// global executor, waited in the queue. Its watchdog, armed in the body,
-/// then fired on loops that were idle with nothing pending, as a lost
+/// which has one thread per core (2 here), shared by every test of the
+/// process, and it starts every test at once. Most tests of this package
+/// block: they drive a context with blocking iterations, join threads and
+/// wait on events, for up to a minute under the sanitizers (a GLib round
+/// trip under load). Two of them at once held both threads, and every async
+/// test of the process stood still meanwhile: its continuations, and the
+/// `Task.sleep`s of its waits, queued behind them. Its watchdog, armed in the
+/// body, then fired on loops that were idle with nothing pending, as a lost
 /// wake-up would look (the heartbeat in a watchdog's dump now tells the two
-/// apart). On a lane, blocking tests queue among themselves, two at a time
-/// as before, and the global executor stays free for the async tests' code,
-/// which mostly awaits.
+/// apart). On the lane, blocking tests queue among themselves, one per core
+/// at a time as before, and the global executor stays free for the async
+/// tests' code, which mostly awaits.
 ///
-/// A synchronous test never awaits, so it never waits for the lane once it
-/// has started: what it measures with its own watchdogs is its own. Async
+/// A synchronous test never awaits, so once it has started it never waits
+/// for the lane again: what its own watchdogs measure is its own. Async
 /// tests stay on the global executor (a continuation queued behind a
 /// blocking test is the starvation this avoids); the few async tests that
 /// block briefly (a join, a short wait) do so there.
 ///
-/// A lane test carries no `.timeLimit`: Swift Testing would count its wait
-/// for a lane thread, which a long test ahead of it in the queue stretches.
-/// Each bounds itself with its own watchdogs, which start with its body.
+/// Rules for lane tests:
+/// - No `.timeLimit`: Swift Testing counts the whole scope, so the limit
+///   would include the wait for a lane thread, behind every lane test queued
+///   at the start. A test that waits on another thread bounds itself with a
+///   watchdog, which starts with its body.
+/// - No waiting on an unstructured `Task {}` without an executor preference:
+///   it inherits the lane's and joins the back of the queue, and two lane
+///   tests waiting on such tasks would hold both lane threads forever.
 struct BlockingLane: SuiteTrait, TestTrait, TestScoping {
     var isRecursive: Bool { true }
 
     func provideScope(for test: Test, testCase: Test.Case?,
                       performing function: @Sendable () async throws -> Void) async throws {
-        // A suite, or a parameterized test as a whole: its cases get their
-        // own scope.
+        // Defensive: Swift Testing scopes only test cases with this trait
+        // (a suite, or a parameterized test as a whole, gets no scope).
         guard testCase != nil else { return try await function() }
         try await withTaskExecutorPreference(LaneExecutor.shared) { try await function() }
     }
@@ -50,7 +55,8 @@ extension Trait where Self == BlockingLane {
 /// until it suspends or returns; a synchronous test function is one job.
 final class LaneExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: `jobs` is touched only under `mutex`.
-    static let shared = LaneExecutor(threads: 2)
+    /// One thread per core (at least two), as the global executor has.
+    static let shared = LaneExecutor(threads: max(2, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -102,16 +108,5 @@ struct HarnessTests {
     @Test("a test on the blocking lane runs on a lane thread, off Swift's global executor", .blockingLane)
     func blockingTestRunsOnLane() {
         #expect(LaneExecutor.shared.runsOnLane(currentThreadID()))
-    }
-
-    @Test("the watchdogs' heartbeat runs on the global executor, not on the lane", .timeLimit(.minutes(1)))
-    func heartbeatRunsOnTheGlobalExecutor() async throws {
-        // Started from the lane, as the first watchdog may be (if no
-        // watchdog of the process started it before).
-        try await withTaskExecutorPreference(LaneExecutor.shared) { GlobalExecutorHeartbeat.start() }
-        #expect(await eventually(within: 30) { GlobalExecutorHeartbeat.lastThread != 0 })
-        let thread = GlobalExecutorHeartbeat.lastThread
-        #expect(!LaneExecutor.shared.runsOnLane(thread),
-                "the heartbeat ran on the lane: it would measure the lane, not the global executor")
     }
 }

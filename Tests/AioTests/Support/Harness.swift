@@ -235,41 +235,35 @@ final class Watchdog: Sendable {
 }
 
 /// Tells a stuck loop from a starved test: a task on Swift's global executor
-/// (2 threads on 2 cores, shared by every test of the process) stamps the
-/// time every 100 ms. Test bodies and their continuations run there; a
-/// watchdog that fires while the stamp is stale says so, since a test whose
-/// continuation waits for a turn behind blocking tests looks, from its loop,
-/// like a lost wake-up (idle loops, nothing pending).
+/// (one thread per core, shared by every test of the process) stamps the
+/// time every 100 ms, and a watchdog that fires prints the stamp's age.
+/// Async tests and their continuations run there. One whose continuation
+/// waits for a turn looks, from its loop, like a lost wake-up (idle loops,
+/// nothing pending); a stale stamp says that the global executor, not the
+/// loop, kept it waiting: async tests blocking it, or a loaded machine.
+/// (Blocking tests run on their own lane: `BlockingLane`.)
 enum GlobalExecutorHeartbeat {
     private static let lastTick = Atomic<Int>(0)
     private static let started = Atomic<Bool>(false)
-    private static let lastTickThread = Atomic<UInt>(0)
-    /// The thread of the last tick (`currentThreadID()`, 0 before the first).
-    static var lastThread: UInt { lastTickThread.load(ordering: .relaxed) }
 
     static func start() {
         guard !started.exchange(true, ordering: .relaxed) else { return }
         lastTick.store(Int(nowSeconds() * 1000), ordering: .relaxed)
-        // Explicitly on the global executor: the first watchdog may be made
-        // inside a test that runs on the blocking lane.
-        Task.detached(executorPreference: globalConcurrentExecutor) {
+        // Detached: no task executor preference is inherited, so it runs on
+        // the global executor even when the first watchdog is made by a
+        // test on the blocking lane.
+        Task.detached {
             while true {
                 lastTick.store(Int(nowSeconds() * 1000), ordering: .relaxed)
-                lastTickThread.store(currentThreadID(), ordering: .relaxed)
                 try? await Task.sleep(for: .milliseconds(100))
             }
         }
     }
 
-    /// Seconds since the global executor last ran the heartbeat's task.
-    static var age: Double {
-        Double(Int(nowSeconds() * 1000) - lastTick.load(ordering: .relaxed)) / 1000
-    }
-
     /// `age`, for a watchdog's dump.
     static var report: String {
-        let age = self.age
-        return "[global executor: last ran its heartbeat \(age) s ago\(age > 1 ? ": starved by blocking tests" : "")]"
+        let age = Double(Int(nowSeconds() * 1000) - lastTick.load(ordering: .relaxed)) / 1000
+        return "[global executor: last ran its heartbeat \(age) s ago\(age > 1 ? ": stale, the global executor kept this test's continuations waiting" : "")]"
     }
 }
 
