@@ -31,7 +31,7 @@ declare -A by_test=(
 # what the catching test prints when it catches the fault
 declare -A caught_by=(
     [POLL_NO_FINAL_CHECK]='LOST item [0-9]+'
-    [GSOURCE_BLOCKING]='did not finish within [0-9.]+ s: deadlock|lock order violation'
+    [GSOURCE_BLOCKING]='did not finish within [0-9.]+ s: deadlock|no step finished within [0-9.]+ s|lock order violation'
     [STALE_READINESS]='read callbacks found nothing to read'
     [CALLBACK_AFTER_REMOVE]='callbacks started after (removeHandler|cancel\(\)) returned'
     [NOTIFY_AFTER_TEARDOWN]='AIO_FAULT_NOTIFY_AFTER_TEARDOWN: notify\(\) reached a context that was torn down'

@@ -80,6 +80,27 @@ func runBounded(_ seconds: Double, _ what: String, _ body: @escaping @Sendable (
     thread.join()
 }
 
+/// Runs `body` on its own thread, which counts its steps in `steps`; ends
+/// the process with a message if a step takes longer than `seconds`. For
+/// work whose steps wait for GLib's acquire, which is not fair: under load a
+/// step may take seconds, but a deadlock never finishes one.
+func runMakingProgress(_ seconds: Double, _ what: String, steps: Counter,
+                       _ body: @escaping @Sendable () -> Void) throws {
+    let done = TestEvent()
+    let thread = try NativeThread(name: "bounded") { body(); done.signal() }
+    var seen = steps.count
+    while !done.wait(seconds: seconds) {
+        let now = steps.count
+        if now == seen {
+            print("\(what): no step finished within \(seconds) s (\(now) done): deadlock")
+            fflush(nil)
+            _exit(1)
+        }
+        seen = now
+    }
+    thread.join()
+}
+
 /// The configuration this library is built for: one context driven by a GLib
 /// thread (its GSource) and natively at the same time. One test per defect
 /// found in that configuration; each is bounded and fails with a message.
@@ -119,9 +140,12 @@ struct CoexistenceTests {
         // Each round waits for GLib's iteration to let the GMainContext go:
         // deferred, it polls 1 ms at a time and takes the context straight
         // back, and GLib's acquire is not fair, so a round takes up to about
-        // a second under load (20 rounds: 0.8-27 s measured, before and
-        // after GLib's own wake-up fd). A deadlock never finishes.
-        try runBounded(90, "20 rounds of an owner BH iterating the GMainContext") {
+        // a second unloaded (20 rounds: 0.8-27 s measured, before and after
+        // GLib's own wake-up fd), and far longer on a loaded machine under
+        // AddressSanitizer (20 rounds took over 90 s beside two CPU hogs).
+        // A deadlock never finishes a round: each round is bounded, not
+        // the 20 together.
+        try runMakingProgress(60, "rounds of an owner BH iterating the GMainContext", steps: iterated) {
             for _ in 0..<20 {
                 ctx.withOwnership {
                     bh.schedule()
