@@ -54,7 +54,8 @@ extension Trait where Self == BlockingLane {
 /// The lane: a FIFO of jobs run by a fixed number of threads. A job runs
 /// until it suspends or returns; a synchronous test function is one job.
 final class LaneExecutor: TaskExecutor, @unchecked Sendable {
-    // @unchecked Sendable: `jobs` is touched only under `mutex`.
+    // @unchecked Sendable: `jobs` and `head` are touched only under `mutex`;
+    // `threads` is written in init only.
     /// One thread per core (at least two), as the global executor has.
     static let shared = LaneExecutor(threads: max(2, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 

@@ -260,7 +260,7 @@ enum GlobalExecutorHeartbeat {
         }
     }
 
-    /// `age`, for a watchdog's dump.
+    /// How long ago the heartbeat last ran, for a watchdog's dump.
     static var report: String {
         let age = Double(Int(nowSeconds() * 1000) - lastTick.load(ordering: .relaxed)) / 1000
         return "[global executor: last ran its heartbeat \(age) s ago\(age > 1 ? ": stale, the global executor kept this test's continuations waiting" : "")]"
