@@ -144,8 +144,11 @@ struct CoexistenceTests {
         // GLib's own wake-up fd), and far longer on a loaded machine under
         // AddressSanitizer (20 rounds took over 90 s beside two CPU hogs).
         // A deadlock never finishes a round: each round is bounded, not
-        // the 20 together.
-        try runMakingProgress(60, "rounds of an owner BH iterating the GMainContext", steps: iterated) {
+        // the 20 together, and generously (a round took over 60 s beside
+        // two CPU hogs): the wrong-order wait this test is about traps at
+        // once in debug builds (the lock-order check), so the bound is the
+        // backstop for a deadlock that check cannot see.
+        try runMakingProgress(180, "rounds of an owner BH iterating the GMainContext", steps: iterated) {
             for _ in 0..<20 {
                 ctx.withOwnership {
                     bh.schedule()
