@@ -43,7 +43,7 @@ import Synchronization
 let faultNotified = Atomic<Bool>(false)
 #endif
 
-#if AIO_FAULT_CALLBACK_AFTER_REMOVE || AIO_FAULT_NOTIFY_ORDER || AIO_FAULT_WAIT_ORDER || AIO_FAULT_CLEAR_AFTER || AIO_FAULT_POLL_NO_FINAL_CHECK
+#if AIO_FAULT_CALLBACK_AFTER_REMOVE || AIO_FAULT_NOTIFY_ORDER || AIO_FAULT_WAIT_ORDER || AIO_FAULT_CLEAR_AFTER || AIO_FAULT_POLL_NO_FINAL_CHECK || AIO_FAULT_BH_EARLY_CLEAR
 /// Widens the race window of a reordering fault so the fault matrix sees it
 /// within a minute; in real code the same window is a few instructions wide.
 private let faultSpin = Atomic<Int>(0)
