@@ -137,7 +137,11 @@ struct AsyncMutexTests {
             let before = served.count
             mutex.unlock()
             try await mutex.lock()   // queues behind the waiter
-            #expect(served.count == before + 1)
+            // The waiter was queued at the unlock, so it was served before
+            // this lock returned. It may have been served more than once: if
+            // this task was descheduled between the unlock and the lock, the
+            // waiter found the mutex free on its next rounds, which is fair.
+            #expect(served.count > before, "the unlocker took the mutex back ahead of a queued waiter (served \(served.count), before \(before))")
             rounds += 1
             if rounds > 100 { break }
         }
