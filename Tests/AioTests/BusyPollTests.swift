@@ -205,7 +205,7 @@ struct BusyPollTests {
             let window = ctx.pollWindow(for: device.kick.fd)?.nanoseconds ?? 0
             spin(ns: i % 2 == 0 ? max(0, window + r % 6_000 - 3_000) : r)
             device.produce()
-            let deadline = nowSeconds() + 5
+            let deadline = nowSeconds() + 30
             while device.consumed.load(ordering: .acquiring) < i {
                 if nowSeconds() > deadline {
                     lost += 1

@@ -312,7 +312,7 @@ struct CoexistenceTests {
                 // one-shot has run.
                 if driver == .both { ctx.notify() }
             }
-            #expect(h.iterate(until: { first.count == 1 }, within: 5, "round \(round): the first one-shot"))
+            #expect(h.iterate(until: { first.count == 1 }, within: 30, "round \(round): the first one-shot"))
             if driver == .gsource {
                 #expect(hookRounds.count == 1, "round \(round): the GLib prepare never reached the window the test widens")
             }
@@ -323,7 +323,7 @@ struct CoexistenceTests {
                 usleep(50_000)
                 ctx.scheduleOneshot { second.increment() }
             }
-            let slept = h.iterate(until: { second.count == 1 }, within: 2,
+            let slept = h.iterate(until: { second.count == 1 }, within: 30,
                                   "round \(round): GLib slept through a notify after a ready pass consumed its wake-up")
             scheduler.join()
             #expect(slept, "round \(round): GLib slept through a notify after a ready pass consumed its wake-up")

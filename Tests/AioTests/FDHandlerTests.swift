@@ -23,7 +23,7 @@ struct FDHandlerTests {
             var byte: UInt8 = 0
             if Glibc.read(pair.b, &byte, 1) == 1 && byte == 42 { received.increment() }
         })
-        let dog = Watchdog(seconds: 5, "socket pair round trip", state: { h.ctx.debugState },
+        let dog = Watchdog(seconds: 30, "socket pair round trip", state: { h.ctx.debugState },
                            kick: { h.unblock() })
         while received.count == 0 && !dog.hasFired { h.iterate(blocking: true) }
         #expect(!dog.disarm())
@@ -104,7 +104,7 @@ struct FDHandlerTests {
         let pipe = Pipe()
         let oldCalls = Counter(), newCalls = Counter()
         try h.ctx.setHandler(for: pipe.readFD, name: "old", read: { oldCalls.increment(); pipe.drain() })
-        let dog = h.watchdog(5, "handler replaced from another thread")
+        let dog = h.watchdog(30, "handler replaced from another thread")
         let other = try NativeThread(name: "replacer") {
             usleep(50_000)  // let the loop fall asleep
             try! h.ctx.setHandler(for: pipe.readFD, name: "new", read: { newCalls.increment(); pipe.drain() })

@@ -3,21 +3,30 @@ import CGLibShim
 import Glibc
 import Testing
 
-/// No quit is pending on `loop`: a new run blocks until the next quit (one
-/// made 50 ms later by another thread), rather than returning at once.
+/// No quit is pending on `loop`: a new run blocks until the next quit, made
+/// by another thread once the run is under way, rather than returning at
+/// once. The run must return after that quit was sent: a run that returned
+/// before it was ended by a quit left pending (however the threads were
+/// scheduled; a time bound would fail when this thread is descheduled).
 func expectNoQuitPending(_ loop: GLibMainLoop, _ comment: Comment? = nil,
                          sourceLocation: SourceLocation = #_sourceLocation) throws {
+    let quitSent = Counter()
     let quitter = try NativeThread(name: "late-quit") {
+        // Wait until the run is under way (bounded: a run that never
+        // starts, or returns at once, fails below), then let it settle.
+        let deadline = nowSeconds() + 20
+        while !loop.isRunning && nowSeconds() < deadline { usleep(1_000) }
         usleep(50_000)
+        quitSent.increment()
         loop.quit()
     }
     // A lost late quit would leave the run asleep: the watchdog quits it.
-    let dog = Watchdog(seconds: 20, "a run ended by a quit 50 ms later", kick: { loop.quit() })
-    let started = nowSeconds()
+    let dog = Watchdog(seconds: 40, "a run ended by a quit made while it runs", kick: { loop.quit() })
     loop.run()
+    let endedByOurQuit = quitSent.count == 1
     quitter.join()
     #expect(!dog.disarm(), "the late quit did not end the run", sourceLocation: sourceLocation)
-    #expect(nowSeconds() - started >= 0.04, comment, sourceLocation: sourceLocation)
+    #expect(endedByOurQuit, comment, sourceLocation: sourceLocation)
 }
 
 @Suite("GLibMainLoop and main-actor one-shots")

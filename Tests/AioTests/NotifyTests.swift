@@ -48,7 +48,7 @@ struct NotifyTests {
             h.ctx.notify()
         }
         setter.join()
-        let dog = h.watchdog(5, "iteration after a condition change")
+        let dog = h.watchdog(30, "iteration after a condition change")
         h.iterate(blocking: true)
         #expect(!dog.disarm(), "slept through a notify made after the last iteration")
         let after = done.load(ordering: .acquiring)
@@ -61,10 +61,11 @@ struct NotifyTests {
         let h = try Harness(driver)
         let ran = Counter()
         let bh = h.ctx.makeBottomHalf(name: "remote") { _ in ran.increment() }
-        let dog = h.watchdog(5, "blocked iteration woken by a remote schedule")
+        let dog = h.watchdog(30, "blocked iteration woken by a remote schedule")
+        let sawSleeper = Counter()
         let scheduler = try NativeThread(name: "scheduler") {
-            // Give the loop time to go to sleep first.
-            usleep(50_000)
+            // Let the loop go to sleep first.
+            if waitForSleeper(h.ctx) { sawSleeper.increment() }
             bh.schedule()
         }
         var woke = false
@@ -77,6 +78,7 @@ struct NotifyTests {
         #expect(ran.count == 1)
         // Both at once: the GLib thread may be the one that runs it.
         #expect(woke || driver == .both)
+        #expect(sawSleeper.count == 1, "the loop never advertised a sleep")
         #expect(h.ctx.statistics.eventfdWrites >= 1, "a sleeping loop is woken through its eventfd")
         bh.delete()
         h.drain()

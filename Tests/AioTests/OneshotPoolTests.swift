@@ -129,7 +129,7 @@ struct OneshotPoolTests {
         // Nothing pending: the next blocking iteration goes to sleep, and
         // trims on its way; another thread's notify ends the sleep.
         let waker = try NativeThread(name: "pool-sleep-waker") {
-            usleep(50_000)
+            waitForSleeper(ctx, settleUs: 50_000)
             ctx.notify()
         }
         let dog = h.watchdog(10, "a blocking iteration after the flood (\(driver))")

@@ -50,7 +50,7 @@ struct MonitorTests {
         let reads = Counter()
         try h.ctx.setHandler(for: pipe.readFD, read: { pipe.drain(); reads.increment() })
         let rounds = 3
-        let dog = h.watchdog(5, "\(rounds) rounds of readiness")
+        let dog = h.watchdog(30, "\(rounds) rounds of readiness")
         for round in 1...rounds {
             pipe.write()
             while reads.count < round && !dog.hasFired { h.iterate(blocking: true) }
@@ -69,9 +69,9 @@ struct MonitorTests {
     @Test("the monitor's first use, made while the loop sleeps, is served", arguments: monitorMatrix)
     func firstUseWhileAsleep(kind: FDMonitorKind, driver: Driver) throws {
         func waitFor(_ counter: Counter, _ what: String) {
-            let deadline = nowSeconds() + 5
+            let deadline = nowSeconds() + 30
             while counter.count == 0 && nowSeconds() < deadline { usleep(1_000) }
-            #expect(counter.count > 0, "\(what) was not served within 5 s (\(kind), \(driver))")
+            #expect(counter.count > 0, "\(what) was not served within 30 s (\(kind), \(driver))")
         }
         do {
             let loop = try LoopThread(driver, name: "first-handler", monitor: kind)
@@ -170,9 +170,18 @@ struct MonitorTests {
         #expect(h.ctx.handlerCount == count - 1)
         // After removal nothing reports the stale file: a blocking poll with
         // nothing to do sleeps (it is woken by a notify from a thread).
-        let waker = try NativeThread(name: "waker") { usleep(100_000); h.ctx.notify(); h.unblock() }
-        let t0 = monotonicNowNs()
-        while monotonicNowNs() - t0 < 80_000_000 { h.iterate(blocking: true) }
+        // Polls until the waker's notify (announced before it is made), so
+        // no blocking poll comes after the only wake-up.
+        let notifying = Counter()
+        let waker = try NativeThread(name: "waker") {
+            usleep(100_000)
+            notifying.increment()
+            h.ctx.notify()
+            h.unblock()
+        }
+        let sleepDog = h.watchdog(20, "a blocking poll woken by a notify after the removal")
+        repeat { h.iterate(blocking: true) } while notifying.count == 0 && !sleepDog.hasFired
+        #expect(!sleepDog.disarm())
         waker.join()
         #expect(victimCalls.count == callsAtDetection)
         if dup >= 0 { close(dup) }
@@ -236,11 +245,11 @@ struct RingSubmissionTests {
         }
         try await Task.sleep(for: .milliseconds(50))
         task.cancel()
-        // Bounded: if the cancel did not reach the kernel, a byte after 5 s
+        // Bounded: if the cancel did not reach the kernel, a byte after 30 s
         // ends the read, and the expectation fails instead of hanging.
         let finished = TestEvent()
         let rescue = try NativeThread(name: "rescue") {
-            if !finished.wait(seconds: 5) { pipe.write() }
+            if !finished.wait(seconds: 30) { pipe.write() }
         }
         await #expect(throws: CancellationError.self) { _ = try await task.value }
         finished.signal()
@@ -389,14 +398,14 @@ struct RingSubmissionTests {
         let done = Atomic<Bool>(false)
         let waiting = TestEvent()
         let finished = Counter()
-        let dog = h.watchdog(5, "completion of an entry submitted while a pass sleeps")
+        let dog = h.watchdog(30, "completion of an entry submitted while a pass sleeps")
         h.ctx.scheduleOneshot(name: "waiter") {
             waiting.signal()
             h.ctx.waitWhile { !done.load(ordering: .acquiring) && !dog.hasFired }
             finished.increment()
         }
         let other = try NativeThread(name: "submitter") {
-            _ = waiting.wait(seconds: 5)
+            _ = waiting.wait(seconds: 30)
             usleep(20_000)  // the BH's nested poll is asleep
             h.ctx.acquire()
             try! h.ctx.submit({ aio_uring_prep_nop(&$0) }) { _ in done.store(true, ordering: .releasing) }

@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 
 /// The historical lost wake-ups of QEMU's notify protocol, re-enacted with
-/// real threads. Each round waits at most 5 s: a lost wake-up fails the test
+/// real threads. Each round waits at most 30 s: a lost wake-up fails the test
 /// with the context's wake-up state instead of hanging it.
 @Suite("Seed scenarios: QEMU's historical lost wake-ups", .blockingLane)
 struct SeedScenarioTests {
@@ -62,8 +62,8 @@ struct SeedScenarioTests {
         var failure: String? = nil
         for round in 0..<Self.rounds {
             bh.schedule()
-            if !ranInRound.wait(seconds: 5) {
-                failure = "round \(round) not dispatched within 5 s: \(ctx.debugState)"
+            if !ranInRound.wait(seconds: 30) {
+                failure = "round \(round) not dispatched within 30 s: \(ctx.debugState)"
                 break
             }
         }
@@ -154,8 +154,8 @@ struct SeedScenarioTests {
         for round in 1...rounds {
             request.store(round, ordering: .releasing)
             ctxBox.ctx.notify()
-            if !acked.wait(seconds: 5) {
-                failure = "round \(round): the home thread did not wake within 5 s: \(ctxBox.ctx.debugState)"
+            if !acked.wait(seconds: 30) {
+                failure = "round \(round): the home thread did not wake within 30 s: \(ctxBox.ctx.debugState)"
                 break
             }
         }
@@ -207,8 +207,8 @@ struct SeedScenarioTests {
             let i = round % 2
             requests[i].increment()
             ctxBox.ctx.notify()
-            if !acks[i].wait(seconds: 5) {
-                failure = "round \(round): waiter \(i) did not wake within 5 s: \(ctxBox.ctx.debugState)"
+            if !acks[i].wait(seconds: 30) {
+                failure = "round \(round): waiter \(i) did not wake within 30 s: \(ctxBox.ctx.debugState)"
                 break
             }
         }

@@ -101,7 +101,7 @@ struct TaskSleepTests {
         let (cancelled, thread, woke) = await sleeper.value
         #expect(cancelled)
         #expect(loop.isDriver(thread), "resumed off the context's thread")
-        #expect(woke - start < .seconds(2), "a cancelled sleep took \(woke - start) to wake")
+        #expect(woke - start < .seconds(30), "a cancelled sleep took \(woke - start) to wake")
         #expect(!dog.disarm())
         loop.stop()
     }

@@ -151,12 +151,12 @@ struct ThreadPoolTests {
         #expect(!dog.disarm())
         let peak = pool.workerCount
         #expect(peak >= 1)
-        let deadline = nowSeconds() + 5
+        let deadline = nowSeconds() + 30
         while pool.workerCount > 0 && nowSeconds() < deadline { usleep(10_000) }
         #expect(pool.workerCount == 0, "idle workers exit after the timeout (peak \(peak))")
         pool.setThreadLimits(minimum: 2, maximum: 4)
         ctx.poll(blocking: false)   // the spawn BH runs on the context's thread
-        let spawnDeadline = nowSeconds() + 5
+        let spawnDeadline = nowSeconds() + 30
         while pool.workerCount < 2 && nowSeconds() < spawnDeadline { ctx.poll(blocking: false); usleep(1_000) }
         usleep(200_000)
         #expect(pool.workerCount == 2, "the minimum is kept even when idle")
@@ -171,8 +171,18 @@ struct ThreadPoolTests {
         pool.setThreadLimits(minimum: 0, maximum: 2)
         final class Outcomes: @unchecked Sendable { var ok = 0; var cancelled = 0; var other = 0 }
         let outcomes = Outcomes()
+        // Jobs hold their worker until the gate opens, which happens only
+        // once shutdown() has been called: at most two run, the rest are
+        // still queued when it is, however the threads are scheduled.
+        let started = Counter()
+        let gate = Counter()
         for _ in 0..<20 {
-            pool.submit({ () -> Int in usleep(50_000); return 1 }, completion: { result in
+            pool.submit({ () -> Int in
+                started.increment()
+                let deadline = nowSeconds() + 30   // bounded: the watchdog reports a hang
+                while gate.count == 0 && nowSeconds() < deadline { usleep(1_000) }
+                return 1
+            }, completion: { result in
                 switch result {
                 case .success: outcomes.ok += 1
                 case .failure(let error) where error is CancellationError: outcomes.cancelled += 1
@@ -180,10 +190,20 @@ struct ThreadPoolTests {
                 }
             })
         }
-        ctx.poll(blocking: false)   // let a worker start
-        usleep(20_000)
-        let dog = Watchdog(seconds: 10, "shutdown with work in flight", state: { ctx.debugState }, kick: { ctx.notify() })
+        // Let a worker start and take a job (the spawn is a BH).
+        let startDeadline = nowSeconds() + 10
+        while started.count == 0 && nowSeconds() < startDeadline { ctx.poll(blocking: false); usleep(1_000) }
+        #expect(started.count > 0, "no job started within 10 s")
+        let shuttingDown = Counter()
+        let opener = try NativeThread(name: "gate-opener") {
+            while shuttingDown.count == 0 { usleep(1_000) }
+            usleep(200_000)   // shutdown() has cancelled the queue by then
+            gate.increment()
+        }
+        let dog = Watchdog(seconds: 40, "shutdown with work in flight", state: { ctx.debugState }, kick: { ctx.notify() })
+        shuttingDown.increment()
         pool.shutdown()
+        opener.join()
         #expect(!dog.disarm())
         #expect(outcomes.ok + outcomes.cancelled == 20, "nothing is lost")
         #expect(outcomes.other == 0)
@@ -217,7 +237,7 @@ struct WaitAndIOThreadTests {
             flag.set()
             AioWait.kick()
         }
-        let dog = Watchdog(seconds: 5, "waitWhile", state: { ctx.debugState }, kick: { ctx.notify() })
+        let dog = Watchdog(seconds: 30, "waitWhile", state: { ctx.debugState }, kick: { ctx.notify() })
         ctx.waitWhile { !flag.isSet }
         worker.join()
         #expect(!dog.disarm())

@@ -74,7 +74,7 @@ final class NotifyCore: @unchecked Sendable {
     /// ownership release's for a deferred hook), next to a system call, and
     /// by attach, detach and the core's deinit. A leaf lock: the wake takes
     /// no other. (`OpaquePointer` is not `Sendable`: kept as an address.)
-    private let glibContext = Mutex<UInt>(0)
+    private let glibContext = Locked<UInt>(0)
 
     #if AIO_FAULT_SHARED_FD
     /// FAULT: QEMU's one eventfd, polled by GLib and by every native

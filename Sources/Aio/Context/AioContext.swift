@@ -102,7 +102,7 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
 
     #if DEBUG
     /// Tests: see `setDebugHookAfterGLibAdvertise`.
-    let debugHookAfterGLibAdvertise = Mutex<(@Sendable () -> Void)?>(nil)
+    let debugHookAfterGLibAdvertise = Locked<(@Sendable () -> Void)?>(nil)
     /// Debug builds: one-shots scheduled, and one-shots the dispatch ran
     /// (`debugState` shows both, so a watchdog's dump tells a post that
     /// never ran from a waiter that never looked).

@@ -103,12 +103,13 @@ final class Harness: @unchecked Sendable {
     /// poll's completion as task work of the thread that armed it, which in
     /// `.both` may be the GLib thread (it arms in prepare whenever it holds
     /// ownership, e.g. while the test thread sleeps in a blocking poll). So
-    /// `.both` allows further non-blocking polls for up to 1 s: the readiness
+    /// `.both` allows further non-blocking polls for up to 30 s (a bound for a
+    /// descheduled GLib thread, not a time the readiness may take): the readiness
     /// must still be dispatched, and once (the tests check the count and the
     /// next poll). Nothing here excuses a blocking poll that sleeps through it.
     func iterateFindingReadiness() -> Bool {
         if driver != .both { return iterate(blocking: false) }
-        let deadline = nowSeconds() + 1
+        let deadline = nowSeconds() + 30
         repeat {
             if ctx.poll(blocking: false) { return true }
             sched_yield()
@@ -285,4 +286,21 @@ final class Counter: Sendable {
 /// A thread id other threads may read.
 final class ThreadIDBox: Sendable {
     let value = Atomic<UInt>(0)
+}
+
+/// Waits (sleeping 1 ms at a time, at most `seconds`) until some thread
+/// advertises that it may sleep on `ctx` (`notifyMe` non-zero: a native
+/// poll about to block, or GLib between prepare and check), then lets it
+/// settle for `settleUs`. For tests whose assertion needs the loop asleep
+/// when another thread acts: a fixed sleep before acting fails whenever the
+/// loop's thread is descheduled for longer. Returns whether it saw one.
+@discardableResult
+func waitForSleeper(_ ctx: AioContext, within seconds: Double = 20, settleUs: UInt32 = 20_000) -> Bool {
+    let deadline = nowSeconds() + seconds
+    while ctx.core.notifyMe.load(ordering: .relaxed) == 0 {
+        if nowSeconds() >= deadline { return false }
+        usleep(1_000)
+    }
+    usleep(settleUs)
+    return true
 }

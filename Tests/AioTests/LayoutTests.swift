@@ -1,0 +1,85 @@
+@testable import Aio
+import Glibc
+import Testing
+
+/// glibc's `malloc_usable_size` (in <malloc.h>, which `Glibc` does not
+/// export); the sanitizers' allocators provide it too.
+@_silgen_name("malloc_usable_size")
+private func mallocUsableSize(_ pointer: UnsafeMutableRawPointer?) -> Int
+
+/// The atomics that producer threads write sit alone on their cache lines
+/// (`CacheLinePadding`): no other field of their object, and not its header,
+/// shares the 128-byte block around them (two 64-byte lines: x86 cores
+/// prefetch lines in pairs). Checked on the objects' real memory: every
+/// field is given a non-zero value, the atomic's word is found by its value,
+/// and everything else in its block must be padding (zero). A field moved
+/// next to the atomic, or a layout that Swift reordered, fails here.
+@Suite("Hot atomics sit alone on their cache lines")
+struct LayoutTests {
+    /// The words of `object`'s allocation (header included), read in place.
+    static func words(of object: AnyObject) -> (base: UnsafeRawPointer, count: Int) {
+        let base = UnsafeRawPointer(Unmanaged.passUnretained(object).toOpaque())
+        // The allocation's size as malloc knows it (the sanitizers' own
+        // allocators answer with the size asked for): we read within it only.
+        let size = mallocUsableSize(UnsafeMutableRawPointer(mutating: base))
+        return (base, size / 8)
+    }
+
+    /// Finds the single word equal to `value` and checks its 128-byte block.
+    static func expectAlone(_ value: UInt, in object: AnyObject, _ what: String) {
+        let (base, count) = words(of: object)
+        let hits = (2..<count).filter { base.load(fromByteOffset: $0 * 8, as: UInt.self) == value }
+        #expect(hits.count == 1, "\(what): expected its value once in the object, found it at words \(hits)")
+        guard hits.count == 1 else { return }
+        let address = UInt(bitPattern: base) + UInt(hits[0] * 8)
+        let blockStart = address & ~UInt(CacheLinePadding.size - 1)
+        let blockEnd = blockStart + UInt(CacheLinePadding.size)
+        let objectStart = UInt(bitPattern: base)
+        #expect(blockStart >= objectStart + 16, "\(what): the block at offset \(blockStart - objectStart) holds the object's header")
+        #expect(blockEnd <= objectStart + UInt(count * 8), "\(what): the block runs past the object (\(count * 8) bytes)")
+        guard blockStart >= objectStart + 16, blockEnd <= objectStart + UInt(count * 8) else { return }
+        var word = blockStart
+        while word < blockEnd {
+            if word != address {
+                let v = UnsafeRawPointer(bitPattern: word)!.load(as: UInt.self)
+                #expect(v == 0, "\(what): the word at offset \(word - objectStart) shares its block and holds \(v)")
+            }
+            word += 8
+        }
+    }
+
+    @Test("the BH list's pending stack: not beside the dispatch queue")
+    func bhListPending() throws {
+        let ctx = try AioContext(name: "layout-bh")
+        let a = ctx.makeBottomHalf(name: "a") { _ in }
+        let b = ctx.makeBottomHalf(name: "b") { _ in }
+        defer { a.delete(); b.delete(); ctx.poll(blocking: false) }
+        let list = ctx.bhList
+        // queueHead and queueTail non-zero (a), pending non-zero (b).
+        a.schedule()
+        ctx.acquire()
+        list.takeAll()
+        ctx.release()
+        b.schedule()
+        #expect(list.queueHead != nil && list.queueTail != nil)
+        Self.expectAlone(UInt(bitPattern: Unmanaged.passUnretained(b).toOpaque()), in: list, "BHList.pending")
+    }
+
+    @Test("the one-shot pool's free stack: not beside the owner's recycle chain and counts")
+    func poolFree() throws {
+        let ctx = try AioContext(name: "layout-pool")
+        let pool = OneshotPool()
+        func node(_ name: String) -> Unmanaged<BottomHalf> {
+            Unmanaged.passRetained(BottomHalf(context: ctx, name: name,
+                                              flags: BHFlags.oneshot, registered: false, callback: .plain({})))
+        }
+        let onStack = node("on the free stack")
+        let inChain = node("in the chain")
+        pool.recycle(onStack, flags: BHFlags.oneshot)
+        pool.flush()              // free = onStack; pooled = 1
+        pool.recycle(inChain, flags: BHFlags.oneshot)   // chain = inChain; pooled = 2; pass counts
+        #expect(pool.nodesPooled == 2)
+        Self.expectAlone(UInt(bitPattern: onStack.toOpaque()), in: pool, "OneshotPool.free")
+        pool.drain()
+    }
+}
