@@ -25,8 +25,11 @@ struct LayoutTests {
         return (base, size / 8)
     }
 
-    /// Finds the single word equal to `value` and checks its 128-byte block.
-    static func expectAlone(_ value: UInt, in object: AnyObject, _ what: String) {
+    /// Finds the single word equal to `value` and checks its 128-byte block:
+    /// every other word in it is zero (padding) or recognised by
+    /// `neighbours` as the value of a field allowed to share it.
+    static func expectAlone(_ value: UInt, in object: AnyObject, _ what: String,
+                            neighbours: (UInt) -> Bool = { _ in false }) {
         let (base, count) = words(of: object)
         let hits = (2..<count).filter { base.load(fromByteOffset: $0 * 8, as: UInt.self) == value }
         #expect(hits.count == 1, "\(what): expected its value once in the object, found it at words \(hits)")
@@ -42,10 +45,15 @@ struct LayoutTests {
         while word < blockEnd {
             if word != address {
                 let v = UnsafeRawPointer(bitPattern: word)!.load(as: UInt.self)
-                #expect(v == 0, "\(what): the word at offset \(word - objectStart) shares its block and holds \(v)")
+                #expect(v == 0 || neighbours(v),
+                        "\(what): the word at offset \(word - objectStart) shares its block and holds \(v)")
             }
             word += 8
         }
+    }
+
+    static func address(_ object: AnyObject) -> UInt {
+        UInt(bitPattern: Unmanaged.passUnretained(object).toOpaque())
     }
 
     @Test("the BH list's pending stack: not beside the dispatch queue")
@@ -81,5 +89,32 @@ struct LayoutTests {
         #expect(pool.nodesPooled == 2)
         Self.expectAlone(UInt(bitPattern: onStack.toOpaque()), in: pool, "OneshotPool.free")
         pool.drain()
+    }
+
+    @Test("the notify generation and notifyMe: alone together")
+    func wakeState() throws {
+        let ctx = try AioContext(name: "layout-notify")
+        // Never polled: the values are the test's, made recognisable.
+        let generation: UInt64 = 0x5A5A_1234_5678_9ABC
+        ctx.core.notifyGeneration.store(generation, ordering: .relaxed)
+        ctx.core.notifyMe.store(0x11, ordering: .relaxed)
+        defer {
+            ctx.core.notifyMe.store(0, ordering: .relaxed)
+            ctx.core.notifyGeneration.store(0, ordering: .relaxed)
+        }
+        // notifyMe is 4 bytes: the other 4 of its word are alignment padding,
+        // which Swift leaves uninitialised.
+        Self.expectAlone(UInt(generation), in: ctx.core, "NotifyCore.notifyGeneration",
+                         neighbours: { $0 & 0xFFFF_FFFF == 0x11 })
+    }
+
+    @Test("what a scheduler reads of the context is not beside what the owner writes per pass")
+    func schedulersFields() throws {
+        let ctx = try AioContext(name: "layout-context")
+        // Owner-written fields non-zero, as during a pass.
+        ctx.dispatchDepth = 7
+        defer { ctx.dispatchDepth = 0 }
+        Self.expectAlone(Self.address(ctx.oneshots), in: ctx, "AioContext.oneshots",
+                         neighbours: { [Self.address(ctx.core), Self.address(ctx.bhList)].contains($0) })
     }
 }

@@ -22,7 +22,12 @@ final class BHList: @unchecked Sendable {
     /// after popping it deleted, so the list needs no retain of its own
     /// (`AioContext.free`; `BottomHalf.run` defers the registry's release
     /// while a run of the BH is on the stack).
+    ///
+    /// Alone on its cache line: every producer compare-exchanges it, while
+    /// the dispatcher writes `queueHead` once per BH it runs.
+    let padBeforePending = CacheLinePadding()
     let pending = Atomic<Unmanaged<BottomHalf>?>(nil)
+    let padAfterPending = CacheLinePadding()
 
     /// Owner-only: BHs taken from the stack and not yet dispatched.
     @exclusivity(unchecked) var queueHead: Unmanaged<BottomHalf>?

@@ -30,8 +30,12 @@ final class OneshotPool: @unchecked Sendable {
     /// Nodes the pool keeps once the producers stop taking them all.
     static let capacity = 1_024
 
-    /// Top of the free stack.
+    /// Top of the free stack. Alone on its cache line: every producer reads
+    /// it per one-shot, while the owner writes its chain and counts below
+    /// once per one-shot it recycles.
+    let padBeforeFree = CacheLinePadding()
     private let free = Atomic<Unmanaged<BottomHalf>?>(nil)
+    let padAfterFree = CacheLinePadding()
     /// Owner-only: the nodes the pool holds or lent out, as the owner counts
     /// them: one per node made for a one-shot that the owner recycled, less
     /// one per node it freed. A node a producer took from the free stack

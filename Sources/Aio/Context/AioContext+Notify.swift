@@ -18,6 +18,11 @@ final class NotifyCore: @unchecked Sendable {
     // @unchecked Sendable: atomics, thread-safe members, and the BH list's
     // own protocol.
 
+    /// `notifyMe` and `notifyGeneration` share a cache line with nothing
+    /// else: every notify (each producer's schedule) writes the generation,
+    /// and nothing the loop writes per pass may sit beside it.
+    let padBeforeWakeState = CacheLinePadding()
+
     /// Who may sleep, and so who must be woken.
     ///
     /// - Bit 0: the attached GSource is between prepare and check, i.e. GLib may
@@ -61,6 +66,7 @@ final class NotifyCore: @unchecked Sendable {
     /// Every notify increments it (one RMW); wrapping takes 2^64 notifies.
     /// A notify never skips a wake-up write because of it (FAULT_SKIP_WRITE).
     let notifyGeneration = Atomic<UInt64>(0)
+    let padAfterWakeState = CacheLinePadding()
 
     /// The address of the GMainContext the source is attached to, 0 when
     /// detached: a notify that sees bit 0 wakes GLib with

@@ -39,11 +39,23 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// GSource name.
     public let name: String
 
+    /// Keeps the fields schedulers read (`core`, `oneshots`, `bhList`) off
+    /// the line of the object's header, whose reference count retains write.
+    let padBeforeSchedulersFields = CacheLinePadding()
+
     /// The wake-up state and the BH list, kept in an object of their own so
     /// that a thread still inside `BottomHalf.schedule()` (which retains the
     /// core through its BH) can finish its notify even if the owner ran the
     /// BH, deleted it and dropped the context meanwhile. See `NotifyCore`.
     let core: NotifyCore
+    /// One-shot BHs that ran, for `scheduleOneshot` to use again.
+    let oneshots = OneshotPool()
+    /// Pending BHs; see `NotifyCore`.
+    let bhList: BHList
+    // `core`, `oneshots` and `bhList` are what a scheduling thread reads
+    // here; the owner writes fields below once per pass (`dispatchDepth`,
+    // the epochs). Padding keeps those writes off the schedulers' line.
+    let padAfterSchedulersFields = CacheLinePadding()
 
     /// Owner-only: the notify generation each polling thread last saw.
     let notifyMemory = NotifyMemory()
@@ -85,9 +97,6 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     /// Protected by its lock; touched at creation and when a deleted BH is freed.
     let liveBottomHalves = Locked<[ObjectIdentifier: BottomHalf]>([:])
 
-    /// One-shot BHs that ran, for `scheduleOneshot` to use again.
-    let oneshots = OneshotPool()
-
     /// The GSource while attached. Protected by its lock.
     let attachment = Locked<UnsafeMutablePointer<GSource>?>(nil)
     /// The attached GSource's address (0: detached), readable without the
@@ -117,9 +126,6 @@ public final class AioContext: @unchecked Sendable, CustomStringConvertible {
     let stats: Counters
     /// Private wake-up fds of native waiters; see `NotifyCore`.
     let waiters: WaiterRegistry
-    /// Pending BHs; see `NotifyCore`.
-    let bhList: BHList
-
     /// The timerfd GLib polls for sub-millisecond timers. Immutable reference.
     let glibTimer: GLibTimerFD
 
