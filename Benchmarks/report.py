@@ -27,7 +27,7 @@ def parse(path):
     run = 0
     for line in open(path, encoding="utf-8", errors="replace"):
         line = line.rstrip("\n")
-        m = re.match(r"## (?:pinned )?run (\d+) ", line)
+        m = re.match(r"## (?:pinned |paired )?run (\d+)\b", line)
         if m:
             run = int(m.group(1))
             continue
@@ -259,9 +259,14 @@ TARGETS = [
     ("a", "native BH ≥ 0.6× the C floor of this library's protocol (same locked instructions, no allocation)", "ge", ("aio", "a_bh_native_ops_per_s"), ("floorproto", "a_chain_ops_per_s"), 0.6),
     ("a", "GSource BH ≥ 0.95× GLib bare idle iteration (from Swift)", "ge", ("aio", "a_bh_gsource_ops_per_s"), ("glibsw", "a_repeat_ops_per_s"), 0.95),
     ("a", "GSource BH ≥ 0.95× GLib bare idle iteration (C program)", "ge", ("aio", "a_bh_gsource_ops_per_s"), ("glib", "a_repeat_ops_per_s"), 0.95),
+    ("a", "native BH ≥ 0.6× the C floor, paired (the two processes run back to back)", "ge", ("aio@paired", "a_bh_native_ops_per_s"), ("raw@paired", "a_chain_ops_per_s"), 0.6),
+    ("a", "GSource BH ≥ 0.95× GLib bare idle iteration (from Swift), paired", "ge", ("aio@paired", "a_bh_gsource_ops_per_s"), ("glibsw@paired", "a_repeat_ops_per_s"), 0.95),
+    ("a", "GSource BH ≥ 0.95× GLib bare idle iteration (C program), paired", "ge", ("aio@paired", "a_bh_gsource_ops_per_s"), ("glib@paired", "a_repeat_ops_per_s"), 0.95),
     ("a", "GSource BH ≥ 0.95× GLib idle iteration polling 3 fds (from Swift)", "ge", ("aio", "a_bh_gsource_ops_per_s"), ("glibsw", "a_repeat3fd_ops_per_s"), 0.95),
     ("b", "one-shots capturing nothing, 1 producer ≥ 1× libuv (1 producer thread)", "ge", ("aio", "b_oneshotbare1_native_ops_per_s"), ("libuv", "b_async_mp1_ops_per_s"), 1.0),
     ("b", "one-shots capturing nothing, 2 producers ≥ 1× libuv (2 producer threads)", "ge", ("aio", "b_oneshotbare2_native_ops_per_s"), ("libuv", "b_async_mp2_ops_per_s"), 1.0),
+    ("b", "one-shots capturing nothing, 1 producer ≥ 1× libuv, paired", "ge", ("aio@paired", "b_oneshotbare1_native_ops_per_s"), ("libuv@paired", "b_async_mp1_ops_per_s"), 1.0),
+    ("b", "one-shots capturing nothing, 2 producers ≥ 1× libuv, paired", "ge", ("aio@paired", "b_oneshotbare2_native_ops_per_s"), ("libuv@paired", "b_async_mp2_ops_per_s"), 1.0),
     ("b", "one-shots capturing nothing, 1 producer ≥ 1× the C floor of the same queue (MPSC stack + notify_me)", "ge", ("aio", "b_oneshotbare1_native_ops_per_s"), ("raw", "b_notifyme_ops_per_s"), 1.0),
     ("b", "one-shots, 1 producer ≥ 1× SwiftNIO `execute`", "ge", ("aio", "b_oneshot1_native_ops_per_s"), ("nio", "b_execute_ops_per_s"), 1.0),
     ("b", "one-shots, 2 producers ≥ 1× SwiftNIO `execute` (2)", "ge", ("aio", "b_oneshot2_native_ops_per_s"), ("nio", "b_execute2_ops_per_s"), 1.0),

@@ -13,7 +13,8 @@
 #
 # Environment: RUNS, BENCH_SMOKE, PEERS_DIR (default ../../shared/peers from
 # this directory; without it the C peers are skipped and their rows say so),
-# PINNED=0 to skip the pinned pass. Raw results go to results/raw-<UTC>.txt
+# PINNED=0 to skip the pinned pass, PAIRED_RUNS (default 5; 0 skips the
+# paired pass). Raw results go to results/raw-<UTC>.txt
 # (smoke runs: .build/smoke/).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +22,7 @@ cd "$here"
 RUNS=${RUNS:-3}
 SMOKE=${BENCH_SMOKE:-0}
 PINNED=${PINNED:-1}
+PAIRED_RUNS=${PAIRED_RUNS:-5}
 PEERS_DIR=${PEERS_DIR:-$here/../../shared/peers}
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -149,6 +151,33 @@ if [ "$PINNED" = 1 ]; then
         done
     done
 fi
+
+# The contested ratio targets again, each side as a process of its own run
+# right after the other (ours first in odd runs, the peers first in even
+# ones), so that both sides of a ratio see the same host speed. On this kind
+# of VM the host's speed drifts by up to 1.7x within minutes; the rounds
+# above put minutes between ours and a peer, which turns that drift into
+# ratio noise. Rows are tagged <impl>@paired; the report's "paired" targets
+# use them, next to the same targets from the rounds.
+paired_one() { # the command; env BENCH_ONLY as given
+    RUNS=1 LD_PRELOAD="$preload" timeout 900 "$@" 2>&1 \
+        | sed -n 's/^RESULT \([^ ]*\) /RESULT \1@paired /p' >> "$raw" || true
+}
+paired_ours() {
+    BENCH_ONLY=a_bh_native,a_bh_gsource paired_one "$aio" aio same
+    BENCH_ONLY=b_oneshotbare paired_one "$aio" aio cross
+}
+paired_peers() {
+    BENCH_ONLY=a_repeat paired_one "$aio" glib same
+    for p in bench_raw bench_glib bench_uv_producers; do
+        if [ -x "$bin/$p" ]; then BENCH_ONLY= paired_one "$bin/$p"; fi
+    done
+}
+for r in $(seq 1 "$PAIRED_RUNS"); do
+    say "paired run $r/$PAIRED_RUNS"
+    echo "## paired run $r" >> "$raw"
+    if [ $((r % 2)) = 1 ]; then paired_ours; paired_peers; else paired_peers; paired_ours; fi
+done
 echo "# load after: $(uptime)" >> "$raw"
 
 # ------------------------------------------------------------------ report
