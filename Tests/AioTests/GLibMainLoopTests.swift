@@ -10,6 +10,7 @@ import Testing
 /// scheduled; a time bound would fail when this thread is descheduled).
 func expectNoQuitPending(_ loop: GLibMainLoop, _ comment: Comment? = nil,
                          sourceLocation: SourceLocation = #_sourceLocation) throws {
+    #expect(loop.pendingQuits.load(ordering: .acquiring) == 0, comment, sourceLocation: sourceLocation)
     let quitSent = Counter()
     let quitter = try NativeThread(name: "late-quit") {
         // Wait until the run is under way (bounded: a run that never

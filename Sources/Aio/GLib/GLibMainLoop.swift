@@ -31,8 +31,9 @@ public final class GLibMainLoop: @unchecked Sendable {
 
     /// The `GMainContext` this loop runs (a reference the loop holds).
     public let context: OpaquePointer
-    /// Quits asked for and not yet consumed by a run.
-    private let pendingQuits = Atomic<Int>(0)
+    /// Quits asked for and not yet consumed by a run. Internal: tests check
+    /// that none is left over.
+    let pendingQuits = Atomic<Int>(0)
     /// Threads inside `run()`, for `isRunning` only. Relaxed: it orders
     /// nothing, and a stale read only makes `isRunning` late.
     private let runs = Atomic<Int>(0)

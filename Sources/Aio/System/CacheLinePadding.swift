@@ -16,10 +16,15 @@
 /// loop's core. The one-shot pool's free stack and the loop's per-callback
 /// recycle chain were in the same position.
 struct CacheLinePadding {
-    // Tuples of 16 words: no heap storage, initialised once with the object.
+    // A tuple of 16 words: no heap storage, written once with the object.
+    // Each word holds `fill`, so that the layout tests tell padding from a
+    // field whose value is zero.
     private var words: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
                         UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
-        = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        = (fill, fill, fill, fill, fill, fill, fill, fill,
+           fill, fill, fill, fill, fill, fill, fill, fill)
 
     static let size = 128
+    /// "PADDING!" in ASCII, little-endian.
+    static let fill: UInt64 = 0x2147_4E49_4444_4150
 }

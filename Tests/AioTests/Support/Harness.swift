@@ -288,16 +288,26 @@ final class ThreadIDBox: Sendable {
     let value = Atomic<UInt>(0)
 }
 
-/// Waits (sleeping 1 ms at a time, at most `seconds`) until some thread
-/// advertises that it may sleep on `ctx` (`notifyMe` non-zero: a native
-/// poll about to block, or GLib between prepare and check), then lets it
-/// settle for `settleUs`. For tests whose assertion needs the loop asleep
-/// when another thread acts: a fixed sleep before acting fails whenever the
-/// loop's thread is descheduled for longer. Returns whether it saw one.
+/// Waits (sleeping 1 ms at a time, at most `seconds`) until a thread
+/// advertises that it may sleep on `ctx` in `notifyMe`, then lets it settle
+/// for `settleUs`: `native` waits for a native poll about to block (bits
+/// 1...), `gsource` for GLib between prepare and check (bit 0), `any` for
+/// either. For tests whose assertion needs the loop asleep when another
+/// thread acts: a fixed sleep before acting fails whenever the loop's thread
+/// is descheduled for longer. Returns whether it saw one.
+enum Sleeper { case any, native, gsource }
+
 @discardableResult
-func waitForSleeper(_ ctx: AioContext, within seconds: Double = 20, settleUs: UInt32 = 20_000) -> Bool {
+func waitForSleeper(_ ctx: AioContext, _ sleeper: Sleeper = .any, within seconds: Double = 20,
+                    settleUs: UInt32 = 20_000) -> Bool {
+    let mask: UInt32
+    switch sleeper {
+    case .any: mask = ~0
+    case .native: mask = ~1
+    case .gsource: mask = 1
+    }
     let deadline = nowSeconds() + seconds
-    while ctx.core.notifyMe.load(ordering: .relaxed) == 0 {
+    while ctx.core.notifyMe.load(ordering: .relaxed) & mask == 0 {
         if nowSeconds() >= deadline { return false }
         usleep(1_000)
     }
