@@ -320,7 +320,7 @@ struct CoexistenceTests {
             // Let the driver go to sleep, then schedule from another thread.
             let second = Counter()
             let scheduler = try NativeThread(name: "late-scheduler") {
-                usleep(50_000)
+                waitForSleeper(ctx, driver == .native ? .native : .gsource)
                 ctx.scheduleOneshot { second.increment() }
             }
             let slept = h.iterate(until: { second.count == 1 }, within: 30,

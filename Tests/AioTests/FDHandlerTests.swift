@@ -106,7 +106,7 @@ struct FDHandlerTests {
         try h.ctx.setHandler(for: pipe.readFD, name: "old", read: { oldCalls.increment(); pipe.drain() })
         let dog = h.watchdog(30, "handler replaced from another thread")
         let other = try NativeThread(name: "replacer") {
-            usleep(50_000)  // let the loop fall asleep
+            waitForSleeper(h.ctx, .of(driver))  // let the loop fall asleep
             try! h.ctx.setHandler(for: pipe.readFD, name: "new", read: { newCalls.increment(); pipe.drain() })
             usleep(20_000)
             pipe.write()

@@ -406,7 +406,7 @@ struct RingSubmissionTests {
         }
         let other = try NativeThread(name: "submitter") {
             _ = waiting.wait(seconds: 30)
-            usleep(20_000)  // the BH's nested poll is asleep
+            waitForSleeper(h.ctx, .native)  // the BH's nested poll is asleep
             h.ctx.acquire()
             try! h.ctx.submit({ aio_uring_prep_nop(&$0) }) { _ in done.store(true, ordering: .releasing) }
             h.ctx.release()

@@ -295,7 +295,19 @@ final class ThreadIDBox: Sendable {
 /// either. For tests whose assertion needs the loop asleep when another
 /// thread acts: a fixed sleep before acting fails whenever the loop's thread
 /// is descheduled for longer. Returns whether it saw one.
-enum Sleeper { case any, native, gsource }
+enum Sleeper {
+    case any, native, gsource
+
+    /// The thread that sleeps when the test thread drives the context the
+    /// way `driver` says (both at once: either thread).
+    static func of(_ driver: Driver) -> Sleeper {
+        switch driver {
+        case .native: return .native
+        case .gsource: return .gsource
+        case .both: return .any
+        }
+    }
+}
 
 @discardableResult
 func waitForSleeper(_ ctx: AioContext, _ sleeper: Sleeper = .any, within seconds: Double = 20,
