@@ -72,7 +72,12 @@ struct TimerTests {
         if monotonicNowNs() - data.firedAtNs >= intervalNs { return false }
         #expect(quietAfterFirst)
         #expect(afterFirst == 1)
+        // A lost timer wake-up would sleep for ever: the watchdog's notify
+        // ends the poll, which then reports no progress.
+        let dog = Watchdog(seconds: 30, "a blocking poll woken by the re-armed timer",
+                           state: { ctx.debugState }, kick: { ctx.notify() })
         #expect(ctx.poll(blocking: true))
+        #expect(!dog.disarm(), "the re-armed timer did not wake the blocking poll")
         #expect(data.n == 2)
         #expect(!ctx.poll(blocking: false))
         #expect(data.n == 2)
